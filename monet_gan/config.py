@@ -1,0 +1,131 @@
+"""One typed config for a CycleGAN run, and its presets.
+
+Presets are small functions that change a few fields of the default `Config`:
+`kaggle()` is the competition recipe, `sample()` is what the README's main command
+runs on a laptop in minutes, `tiny()` is what the tests run.
+"""
+
+import dataclasses
+import json
+from pathlib import Path
+
+# The shipped sample data: `tfrecords/` at the top of the repository.
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "tfrecords"
+
+PRESETS = ("kaggle", "sample", "tiny")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot be used; the message names the field or flag."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # --- data ---
+    data_dir: str | None = None  # holds monet_tfrec/ and photo_tfrec/; None: the Kaggle input folder
+    image_size: int = 256  # side of the square training images; a power of two, 32..256
+    augment: bool = False  # random flip and resize-and-crop jitter of both domains
+    shuffle_buffer: int = 2048  # photos shuffled across this many records
+
+    # --- networks (the tutorial's U-Net and 70x70 PatchGAN at the defaults) ---
+    generator_filters: int = 64  # filters of the first down block; doubles per block up to 8x
+    critic_filters: int = 64  # filters of the critic's first block; doubles per block
+    dropout: float = 0.5  # dropout rate in the generator's first three up blocks
+
+    # --- optimisation ---
+    batch_size: int = 1  # per replica; the global batch is this times the replica count
+    epochs: int = 25  # one epoch is one pass over the Monet set
+    steps_per_epoch: int | None = None  # None: Monet images // global batch
+    learning_rate: float = 2e-4  # Adam, for all four networks
+    beta_1: float = 0.5  # Adam's first-moment decay
+    cycle_weight: float = 10.0  # lambda of the cycle-consistency loss (CycleGAN paper, eq. 2)
+    identity_weight: float = 5.0  # weight of the identity loss; the tutorial uses 0.5 * lambda
+    seed: int = 0  # seeds weights, shuffling and dropout
+
+    # --- run outputs ---
+    strategy: str = "auto"  # auto|tpu|mirrored|multiworker|default (see distribute.py)
+    sample_images: int = 4  # photos shown in the per-epoch sample grid
+    checkpoints_to_keep: int = 3  # newest checkpoints kept in the run folder
+    export: bool = True  # write images.zip and the SavedModel when training ends
+    export_batch_size: int = 16  # photos translated at once during export
+
+    def __post_init__(self):
+        size = self.image_size
+        if size < 32 or size > 256 or size & (size - 1):
+            raise ConfigError(
+                "image_size must be a power of two from 32 to 256 (flag --image-size). "
+                f"Received: image_size={size}"
+            )
+        for name in ("batch_size", "epochs", "generator_filters", "critic_filters",
+                     "export_batch_size", "checkpoints_to_keep"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
+        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
+            raise ConfigError(
+                "steps_per_epoch must be at least 1 or None (flag --steps-per-epoch). "
+                f"Received: steps_per_epoch={self.steps_per_epoch}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+
+    def replace(self, **changes) -> "Config":
+        """A copy with `changes` applied; unknown field names are an error."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise ConfigError(f"Unknown config fields: {sorted(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, source: str = "config.json") -> "Config":
+        """Reads a config written by `to_json`, naming `source` in any error."""
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"{source} is not valid JSON: {error}") from None
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - known
+        if unknown:
+            raise ConfigError(f"{source} has unknown config fields {sorted(unknown)}")
+        return cls(**values)
+
+
+def kaggle() -> Config:
+    """The competition recipe of the public tutorial: 256 px, 25 epochs, batch 1."""
+    return Config()
+
+
+def sample() -> Config:
+    """A few minutes on a 2-core laptop, on the sample shipped in `tfrecords/`."""
+    return Config(
+        data_dir=str(SAMPLE_DATA_DIR),
+        image_size=64,
+        generator_filters=32,
+        critic_filters=32,
+        epochs=3,
+        export_batch_size=32,
+    )
+
+
+def tiny() -> Config:
+    """Seconds per run: what the tests train."""
+    return Config(
+        data_dir=str(SAMPLE_DATA_DIR),
+        image_size=32,
+        generator_filters=4,
+        critic_filters=4,
+        epochs=1,
+        steps_per_epoch=2,
+        sample_images=2,
+        export_batch_size=8,
+    )
+
+
+def preset(name: str) -> Config:
+    """The preset called `name` (flag --preset)."""
+    presets = {"kaggle": kaggle, "sample": sample, "tiny": tiny}
+    if name not in presets:
+        raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}. Received: {name!r}")
+    return presets[name]()

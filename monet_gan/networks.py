@@ -1,0 +1,110 @@
+"""The generator (U-Net) and critic (PatchGAN) of the CycleGAN, as functional Keras models.
+
+At the `kaggle()` defaults they are exactly the networks of the public tutorial notebook
+(54,414,979 and 2,765,569 parameters), with its tensorflow-addons InstanceNormalization
+replaced by `keras.layers.GroupNormalization(groups=-1)`, which computes the same thing
+(epsilon 1e-3 as there). One deliberate difference: the norm scales start near 1
+(N(1, 0.02)) as in pix2pix, not near 0 as the tutorial's `gamma_init` does.
+"""
+
+import math
+
+import keras
+
+from monet_gan.config import Config
+
+
+def _conv_init():
+    return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+
+
+def _norm_init():
+    return keras.initializers.RandomNormal(mean=1.0, stddev=0.02)
+
+
+def _instance_norm(name: str) -> keras.layers.Layer:
+    # One group per channel: per-image, per-channel statistics = instance normalization.
+    return keras.layers.GroupNormalization(
+        groups=-1, epsilon=1e-3, gamma_initializer=_norm_init(), name=name
+    )
+
+
+def _down_block(x, filters: int, normalize: bool, name: str):
+    """Halves the resolution: strided 4x4 conv -> instance norm -> LeakyReLU(0.3)."""
+    x = keras.layers.Conv2D(
+        filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
+        use_bias=False, name=f"{name}_conv",
+    )(x)
+    if normalize:
+        x = _instance_norm(f"{name}_norm")(x)
+    return keras.layers.LeakyReLU(negative_slope=0.3, name=f"{name}_act")(x)
+
+
+def _up_block(x, filters: int, dropout: float, name: str):
+    """Doubles the resolution: 4x4 transposed conv -> instance norm -> [dropout] -> ReLU."""
+    x = keras.layers.Conv2DTranspose(
+        filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
+        use_bias=False, name=f"{name}_conv",
+    )(x)
+    x = _instance_norm(f"{name}_norm")(x)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
+    return keras.layers.ReLU(name=f"{name}_act")(x)
+
+
+def generator_depth(image_size: int) -> int:
+    """Number of down blocks: enough to bring the image to 1x1 (8 at 256 px)."""
+    return int(math.log2(image_size))
+
+
+def build_generator(config: Config, name: str = "generator") -> keras.Model:
+    """U-Net generator mapping [-1, 1] images of `config.image_size` to the same shape.
+
+    Down blocks halve the resolution to 1x1 with filters F, 2F, 4F, 8F, 8F, ...; up
+    blocks mirror them and concatenate the matching down block's output (the skip);
+    the first three up blocks apply dropout; a last transposed conv and tanh give RGB.
+    """
+    size = config.image_size
+    width = config.generator_filters
+    down_filters = [width * min(2**i, 8) for i in range(generator_depth(size))]
+
+    photos = keras.Input((size, size, 3), name="images")
+    x = photos
+    skips = []
+    for i, filters in enumerate(down_filters):
+        x = _down_block(x, filters, normalize=i > 0, name=f"down{i}")
+        skips.append(x)
+
+    # Up blocks mirror the down blocks, skipping the 1x1 bottleneck itself.
+    for i, (filters, skip) in enumerate(zip(reversed(down_filters[:-1]), reversed(skips[:-1]))):
+        x = _up_block(x, filters, config.dropout if i < 3 else 0.0, name=f"up{i}")
+        x = keras.layers.Concatenate(name=f"skip{i}")([x, skip])
+
+    x = keras.layers.Conv2DTranspose(
+        3, 4, strides=2, padding="same", kernel_initializer=_conv_init(), name="to_rgb_conv"
+    )(x)
+    # The final tanh runs in float32 so outputs stay in [-1, 1] under mixed precision.
+    paintings = keras.layers.Activation("tanh", dtype="float32", name="to_rgb")(x)
+    return keras.Model(photos, paintings, name=name)
+
+
+def build_discriminator(config: Config, name: str = "critic") -> keras.Model:
+    """PatchGAN critic: one real/fake logit per overlapping 70x70 patch at 256 px (30x30)."""
+    size = config.image_size
+    width = config.critic_filters
+
+    images = keras.Input((size, size, 3), name="images")
+    x = _down_block(images, width, normalize=False, name="down0")
+    x = _down_block(x, width * 2, normalize=True, name="down1")
+    x = _down_block(x, width * 4, normalize=True, name="down2")
+    x = keras.layers.ZeroPadding2D(name="pad0")(x)
+    x = keras.layers.Conv2D(
+        width * 8, 4, strides=1, kernel_initializer=_conv_init(), use_bias=False, name="conv"
+    )(x)
+    x = _instance_norm("conv_norm")(x)
+    x = keras.layers.LeakyReLU(negative_slope=0.3, name="conv_act")(x)
+    x = keras.layers.ZeroPadding2D(name="pad1")(x)
+    logits = keras.layers.Conv2D(
+        1, 4, strides=1, kernel_initializer=_conv_init(), dtype="float32", name="logits"
+    )(x)
+    return keras.Model(images, logits, name=name)
