@@ -1,0 +1,57 @@
+"""Shared fixtures. Splits the CPU into two logical devices before TensorFlow starts, so a
+test can run the same step under a two-replica MirroredStrategy."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from monet_gan import config as config_lib  # noqa: E402
+
+
+def random_images(count: int, size: int = 256, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
+
+
+def write_records(path, images=None, features=None):
+    """Writes a TFRecord file of competition-style examples.
+
+    `images` are uint8 arrays encoded as JPEG; `features` (a list of dicts of bytes)
+    overrides the examples' features outright, for broken records.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if features is None:
+        features = [
+            {"image_name": f"img{i}".encode(), "image": tf.io.encode_jpeg(image).numpy(),
+             "target": b"photo"}
+            for i, image in enumerate(images)
+        ]
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for values in features:
+            example = tf.train.Example(features=tf.train.Features(feature={
+                key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+                for key, value in values.items()
+            }))
+            writer.write(example.SerializeToString())
+    return path
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory):
+    """A competition-layout folder: 6 Monet-like and 10 photo-like 256x256 records."""
+    root = tmp_path_factory.mktemp("data")
+    write_records(root / "monet_tfrec" / "monet00-6.tfrec", random_images(6, seed=1))
+    write_records(root / "photo_tfrec" / "photo00-10.tfrec", random_images(10, seed=2))
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_config(data_dir):
+    return config_lib.tiny().replace(data_dir=str(data_dir))
+

@@ -1,0 +1,181 @@
+"""The real training loop and export, end to end on tiny data."""
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_images, write_records
+
+from monet_gan import config as config_lib
+from monet_gan import data, export, train
+
+
+@pytest.fixture(scope="module")
+def run(tiny_config, tmp_path_factory):
+    """One tiny run (1 epoch of 2 steps, exported), shared by the tests that read it."""
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    model = train.train(tiny_config, run_dir)
+    return run_dir, model
+
+
+def test_the_run_folder_holds_config_samples_metrics_and_a_checkpoint(run, tiny_config):
+    run_dir, _ = run
+    assert train.load_run_config(run_dir) == tiny_config
+    grid = tf.io.decode_png((run_dir / "samples" / "epoch-001.png").read_bytes())
+    assert grid.shape == (2 * 128, 2 * 128, 3)  # 2 photos over 2 paintings, 32 px shown at 128
+    assert (run_dir / "samples.png").read_bytes() == (run_dir / "samples" / "epoch-001.png").read_bytes()
+    header, row = (run_dir / "metrics.csv").read_text().splitlines()
+    assert header.split(",")[0] == "epoch" and row.startswith("1,")
+    assert all(np.isfinite(float(v)) for v in row.split(",")[1:])
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-1")
+    assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_images_zip_holds_one_256_jpeg_per_photo(run):
+    run_dir, _ = run
+    with zipfile.ZipFile(run_dir / "images.zip") as archive:
+        names = sorted(archive.namelist())
+        assert names == sorted(f"img{i}.jpg" for i in range(10))
+        for name in names:
+            assert tf.io.decode_jpeg(archive.read(name)).shape == (256, 256, 3)
+    assert not list(run_dir.glob(".images.zip*"))
+
+
+def test_saved_model_matches_the_in_memory_generator(run, tiny_config):
+    run_dir, model = run
+    loaded = tf.saved_model.load(str(run_dir / "saved_model"))
+    photos = tf.constant(random_images(3, 256, seed=5))
+    served = loaded.serve(photos).numpy()
+    expected = export.translate(model.photo_to_monet, photos, tiny_config.image_size).numpy()
+    assert served.dtype == np.uint8 and served.shape == (3, 256, 256, 3)
+    assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
+    # Any H x W comes back at its own size.
+    assert loaded.serve(tf.constant(random_images(1, 64))).shape == (1, 64, 64, 3)
+
+
+def test_export_from_the_checkpoint_equals_the_in_memory_export(run, tmp_path):
+    run_dir, model = run
+    generator = export.load_generator(run_dir, train.load_run_config(run_dir))
+    for a, b in zip(generator.weights, model.photo_to_monet.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_resume_continues_from_the_saved_epoch(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    config = tiny_config.replace(export=False)
+    first = train.train(config, run_dir)
+    after_one = [w.numpy() for w in first.photo_to_monet.weights]
+    resumed = train.train(config.replace(epochs=2), run_dir, resume=True)
+    rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
+    assert [r.split(",")[0] for r in rows] == ["1", "2"]  # epoch 1 was not trained again
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")
+    # The optimizers were restored too: their step counters carry on from 2 to 4.
+    assert int(resumed.photo_to_monet_optimizer.iterations.numpy()) == 4
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(after_one, resumed.photo_to_monet.weights))
+
+
+def test_a_folder_holding_another_run_is_refused(run, tiny_config):
+    run_dir, _ = run
+    with pytest.raises(train.RunError, match=f"--run-dir {run_dir} already holds a run.*--resume"):
+        train.train(tiny_config, run_dir)
+
+
+def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_config, tmp_path, data_dir):
+    _, model = run
+    out = tmp_path / "images.zip"
+    out.write_bytes(b"the previous submission")
+    calls = []
+
+    def failing_generator(images, training=False):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-export
+        return model.photo_to_monet(images, training=training)
+
+    with pytest.raises(KeyboardInterrupt):
+        export.write_images_zip(failing_generator, tiny_config, str(data_dir / "photo_tfrec"),
+                                out, batch_size=4)
+    assert out.read_bytes() == b"the previous submission"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images.zip"]
+
+
+def test_export_of_a_folder_of_images_of_any_size(run, tiny_config, tmp_path):
+    _, model = run
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, (height, width) in enumerate([(300, 200), (256, 256), (64, 512)]):
+        image = np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
+        (folder / f"p{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    out = tmp_path / "out" / "images.zip"
+    assert export.write_images_zip(model.photo_to_monet, tiny_config, str(folder), out) == 3
+    with zipfile.ZipFile(out) as archive:
+        assert sorted(archive.namelist()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+
+
+def test_export_of_a_folder_without_photos_is_a_clear_error(run, tiny_config, tmp_path):
+    _, model = run
+    with pytest.raises(data.DataError, match=f"--photos {tmp_path}: found neither TFRecords nor"):
+        export.write_images_zip(model.photo_to_monet, tiny_config, str(tmp_path), tmp_path / "x.zip")
+
+
+def test_zip_entries_never_leave_the_archive_folder():
+    used = set()
+    names = [export._entry_name(raw, used) for raw in (b"../../etc/passwd", b"a", b"a", b"", b"..")]
+    assert names == ["passwd.jpg", "a.jpg", "a-1.jpg", "image.jpg", "image-1.jpg"]
+
+
+# --- the command line, as users run it ---
+
+def cli(*args, cwd=None):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=300)
+
+
+def test_cli_trains_resumes_and_exports(data_dir, tmp_path):
+    run_dir = tmp_path / "run"
+    result = cli("monet_gan.train", "--preset", "tiny", "--data", str(data_dir),
+                 "--run-dir", str(run_dir), "--no-export", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert train.load_run_config(run_dir).seed == 3
+    assert not (run_dir / "images.zip").exists()
+
+    result = cli("monet_gan.train", "--resume", str(run_dir), "--epochs", "2", "--no-export")
+    assert result.returncode == 0, result.stderr
+    assert f"Resumed {run_dir}/checkpoints/ckpt-1 after epoch 1" in result.stdout
+    assert train.load_run_config(run_dir).epochs == 2
+
+    out = tmp_path / "submission" / "images.zip"
+    result = cli("monet_gan.export", str(run_dir), "--out", str(out),
+                 "--saved-model", str(tmp_path / "generator"))
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as archive:
+        assert len(archive.namelist()) == 10
+    assert (tmp_path / "generator" / "saved_model.pb").exists()
+
+
+def test_cli_dry_run_prints_the_resolved_config_and_exits(tmp_path):
+    result = cli("monet_gan.train", "--preset", "kaggle", "--epochs", "30", "--image-size", "128",
+                 "--dry-run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    config = config_lib.Config.from_json(result.stdout)
+    assert config == config_lib.kaggle().replace(epochs=30, image_size=128)
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "error: --data /no/such/folder: no such folder"),
+    (["--image-size", "100"], "error: image_size must be a power of two .*--image-size.*100"),
+    (["--resume", "/no/run"], "error: /no/run is not a monet_gan run folder"),
+    (["--resume", "/no/run", "--batch-size", "4"], "error: --resume continues .* drop --batch-size"),
+])
+def test_cli_bad_input_is_one_clear_line(args, message, tmp_path):
+    result = cli("monet_gan.train", "--preset", "tiny", *args, cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert re.search(message, result.stderr), result.stderr
