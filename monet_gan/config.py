@@ -104,7 +104,7 @@ def sample() -> Config:
         image_size=64,
         generator_filters=32,
         critic_filters=32,
-        epochs=3,
+        epochs=20,
         export_batch_size=32,
     )
 

@@ -63,11 +63,15 @@ def write_tfrecords(image_dir: str, out_dir: str, target: str, per_file: int = 4
         chunk = paths[start:start + per_file]
         path = folder / f"{target}{shard:02d}-{len(chunk)}.tfrec"
         partial = path.with_name(f".{path.name}.partial")
-        with tf.io.TFRecordWriter(str(partial)) as writer:
-            for image_path in chunk:
-                jpeg = to_record_jpeg(data.read_image_file(image_path))
-                writer.write(make_example(data.path_stem(image_path), jpeg, target).SerializeToString())
-        os.replace(partial, path)
+        try:
+            with tf.io.TFRecordWriter(str(partial)) as writer:
+                for image_path in chunk:
+                    jpeg = to_record_jpeg(data.read_image_file(image_path))
+                    example = make_example(data.path_stem(image_path), jpeg, target)
+                    writer.write(example.SerializeToString())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
         written.append(path)
         print(f"Wrote {path} ({len(chunk)} images).")
     return written
