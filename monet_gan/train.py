@@ -170,7 +170,9 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     if config.export and chief:
         from monet_gan import export  # noqa: PLC0415 (export imports train)
 
-        export.export_run(run_dir, generator=model.photo_to_monet)
+        # From the newest checkpoint, into a generator outside the strategy: its variables
+        # then live on this host, which also holds on a TPU.
+        export.export_run(run_dir)
     return model
 
 

@@ -73,8 +73,15 @@ def _one_step(strategy, initial_weights, optimizer):
     return [w.numpy() for w in model.weights], history.history
 
 
+@pytest.fixture(scope="module")
+def two_replicas():
+    # One instance for the module: separate MirroredStrategy objects in one process can
+    # reuse collective keys and then mismatch.
+    return tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_two_replicas_take_the_same_step_as_one(optimizer):
+def test_two_replicas_take_the_same_step_as_one(optimizer, two_replicas):
     """Losses are averaged over the global batch: 2 replicas x 1 image == 1 replica x 2.
 
     SGD makes a wrong gradient scale visible (Adam alone would normalise it away).
@@ -82,9 +89,8 @@ def test_two_replicas_take_the_same_step_as_one(optimizer):
     keras.utils.set_random_seed(0)
     initial = [w.numpy() for w in cyclegan.build_cyclegan(CONFIG).weights]
     one_weights, one_losses = _one_step(tf.distribute.get_strategy(), initial, optimizer)
-    two = tf.distribute.MirroredStrategy(["CPU:0", "CPU:1"])
-    assert two.num_replicas_in_sync == 2
-    two_weights, two_losses = _one_step(two, initial, optimizer)
+    assert two_replicas.num_replicas_in_sync == 2
+    two_weights, two_losses = _one_step(two_replicas, initial, optimizer)
 
     moved = max(np.abs(a - b).max() for a, b in zip(one_weights, initial))
     assert moved > 1e-4  # the step did change the weights
