@@ -24,7 +24,7 @@ class Config:
     # --- data ---
     data_dir: str | None = None  # holds monet_tfrec/ and photo_tfrec/; None: the Kaggle input folder
     image_size: int = 256  # side of the square training images; a power of two, 32..256
-    augment: bool = False  # random flip and resize-and-crop jitter of both domains
+    augment: bool = True  # random flip and 12% resize-and-crop jitter (CycleGAN paper's 286->256)
     shuffle_buffer: int = 2048  # photos shuffled across this many records
 
     # --- networks (the tutorial's U-Net and 70x70 PatchGAN at the defaults) ---
