@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 from monet_gan import config as config_lib
-from monet_gan import cyclegan, data, distribute
+from monet_gan import cyclegan, data, distribute, evaluate
 from monet_gan.config import Config
 
 CONFIG_FILE = "config.json"
@@ -83,8 +83,10 @@ class RunCallback(keras.callbacks.Callback):
     """After each epoch: saves a checkpoint and, on the chief, a sample grid PNG and a
     row of mean losses in metrics.csv."""
 
-    def __init__(self, manager, epoch, run_dir: Path, sample_photos, chief: bool):
+    def __init__(self, manager, epoch, run_dir: Path, sample_photos, chief: bool,
+                 columns=cyclegan.LOSS_NAMES):
         super().__init__()
+        self.columns = columns
         self.manager = manager
         self.epoch = epoch
         self.run_dir = run_dir
@@ -102,12 +104,12 @@ class RunCallback(keras.callbacks.Callback):
             self._append_metrics(epoch + 1, logs or {})
 
     def _append_metrics(self, epoch: int, logs: dict):
-        path = self.run_dir / "metrics.csv"
-        names = sorted(logs)
-        with open(path, "a", newline="") as f:
+        """One row per epoch; a score not computed this epoch is left empty."""
+        with open(self.run_dir / "metrics.csv", "a", newline="") as f:
             if f.tell() == 0:
-                f.write(",".join(["epoch", *names]) + "\n")
-            f.write(",".join([str(epoch), *(f"{float(logs[n]):.6g}" for n in names)]) + "\n")
+                f.write(",".join(["epoch", *self.columns]) + "\n")
+            values = [f"{float(logs[n]):.6g}" if n in logs else "" for n in self.columns]
+            f.write(",".join([str(epoch), *values]) + "\n")
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False,
@@ -153,7 +155,11 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     photo_files = data.domain_files(config.data_dir, "photo")
     sample_photos = np.stack(list(data.read_images(photo_files, config.image_size)
                                   .take(config.sample_images).as_numpy_iterator()))
-    callbacks = [RunCallback(manager, epoch, run_dir, sample_photos, chief)]
+    columns = cyclegan.LOSS_NAMES + (evaluate.SCORE_NAMES if config.fid_every else ())
+    callbacks = [RunCallback(manager, epoch, run_dir, sample_photos, chief, columns)]
+    scorer = evaluate.fid_callback(config, checkpoint, run_dir) if config.fid_every and chief else None
+    if scorer:
+        callbacks.insert(0, scorer)  # first, so the callbacks after it log its scores
     if chief:
         callbacks += [
             keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),

