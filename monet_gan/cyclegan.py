@@ -117,9 +117,10 @@ class CycleGAN(keras.Model):
             losses = {k: tf.nn.compute_average_loss(v) for k, v in per_example.items()}
 
         # The first four losses are the objectives of the networks in `_optimized_networks`.
+        # scale_loss is the identity except for float16 loss scaling (LossScaleOptimizer).
         for objective, (optimizer, network) in zip(LOSS_NAMES[:4], self._optimized_networks()):
             variables = network.trainable_variables
-            gradients = tape.gradient(losses[objective], variables)
+            gradients = tape.gradient(optimizer.scale_loss(losses[objective]), variables)
             optimizer.apply_gradients(zip(gradients, variables))
         del tape
 

@@ -1,0 +1,194 @@
+"""Speed and memory of monet_gan against the public tutorial's way, on this machine.
+
+    python bench/speed.py [--size 256] [--quick] [--only train|export|data]
+
+Each figure is measured in a fresh subprocess (so each peak RSS is its own), baseline
+(bench/tutorial_baseline.py) and monet_gan alike, with the same networks and inputs; times
+are medians of several repeats after a warm-up. Prints a Markdown table and the ratios.
+"""
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
+DATA = HERE.parent.parent / "shared" / "data" / "gan-getting-started"
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def median_seconds(step, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def photos_uint8(count: int, size: int):
+    """Real competition photos when the data is beside the checkout, else the shipped sample."""
+    import numpy as np
+
+    from monet_gan import config, data
+
+    folder = DATA if DATA.is_dir() else config.SAMPLE_DATA_DIR
+    files = data.domain_files(str(folder), "photo")
+    images = list(data.read_images(files, size).take(count).as_numpy_iterator())
+    return np.stack([images[i % len(images)] for i in range(count)])
+
+
+# --- the measurements, each run in its own process ----------------------------------
+
+def measure_train(kind: str, size: int, batch: int, repeats: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from monet_gan import config, cyclegan, data
+    from tutorial_baseline import TutorialStep
+
+    keras.utils.set_random_seed(0)
+    cfg = config.kaggle().replace(image_size=size)
+    model = cyclegan.build_cyclegan(cfg)
+    photos = data.to_float(photos_uint8(batch, size))
+    monets = tf.reverse(photos, axis=[2])
+    if kind == "baseline":
+        tutorial = TutorialStep(model)
+        step = lambda: tutorial(photos, monets)["cycle_loss"].numpy()  # noqa: E731
+    else:
+        train_step = tf.function(model.train_step)
+        step = lambda: train_step((photos, monets))["cycle_loss"].numpy()  # noqa: E731
+    seconds = median_seconds(step, repeats)
+    return {"images_per_s": batch / seconds, "seconds_per_step": seconds, "peak_rss_mib": peak_rss_mib()}
+
+
+def measure_export(kind: str, size: int, count: int) -> dict:
+    import keras
+
+    from monet_gan import config, export, networks
+    from tutorial_baseline import tutorial_export
+
+    keras.utils.set_random_seed(0)
+    cfg = config.kaggle().replace(image_size=size)
+    generator = networks.build_generator(cfg)
+    photos = photos_uint8(count, 256)
+    with tempfile.TemporaryDirectory() as workdir:
+        workdir = Path(workdir)
+        if kind == "baseline":
+            tutorial_export(generator, photos[:2], workdir / "warm.zip", workdir / "warm")  # warm-up
+            start = time.perf_counter()
+            written = tutorial_export(generator, photos, workdir / "images.zip", workdir)
+        else:
+            records = workdir / "photo_tfrec"
+            write_photo_records(photos, records / "photos.tfrec")
+            export.write_images_zip(generator, cfg, str(records), workdir / "warm.zip")  # warm-up
+            start = time.perf_counter()
+            written = export.write_images_zip(generator, cfg, str(records), workdir / "images.zip")
+        seconds = time.perf_counter() - start
+    return {"images_per_s": written / seconds, "images": written, "peak_rss_mib": peak_rss_mib()}
+
+
+def write_photo_records(photos, path: Path):
+    import tensorflow as tf
+
+    from monet_gan import make_tfrecords
+
+    path.parent.mkdir(parents=True)
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for i, photo in enumerate(photos):
+            jpeg = tf.io.encode_jpeg(photo, quality=95).numpy()
+            writer.write(make_tfrecords.make_example(f"p{i}", jpeg, "photo").SerializeToString())
+
+
+def measure_data(size: int, batches: int) -> dict:
+    from monet_gan import config, data
+
+    folder = DATA if DATA.is_dir() else config.SAMPLE_DATA_DIR
+    cfg = config.kaggle().replace(data_dir=str(folder), image_size=size)
+    pairs, _ = data.training_dataset(cfg, global_batch_size=8)
+    iterator = iter(pairs)
+    for _ in range(len(list(Path(folder, "photo_tfrec").iterdir())) * 60):  # fill the cache
+        next(iterator)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(iterator)
+    seconds = time.perf_counter() - start
+    return {"images_per_s": 2 * 8 * batches / seconds, "peak_rss_mib": peak_rss_mib()}
+
+
+def in_subprocess(name: str, **kwargs) -> dict:
+    command = [sys.executable, __file__, "--measure", json.dumps({"name": name, **kwargs})]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode:
+        raise RuntimeError(f"{name} {kwargs} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+MEASURES = {"train": measure_train, "export": measure_export, "data": measure_data}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--size", type=int, default=256, help="training image size")
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and images")
+    parser.add_argument("--only", choices=sorted(MEASURES))
+    parser.add_argument("--measure", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        spec = json.loads(args.measure)
+        print(json.dumps(MEASURES[spec.pop("name")](**spec)))
+        return 0
+
+    repeats = 3 if args.quick else 7
+    export_count = 32 if args.quick else 300
+    rows = []
+
+    def row(what, baseline, ours):
+        ratio = ours["images_per_s"] / baseline["images_per_s"] if baseline else None
+        rows.append((what, baseline, ours, ratio))
+        print(f"{what}: {ours['images_per_s']:.2f} images/s"
+              + (f" vs baseline {baseline['images_per_s']:.2f} ({ratio:.2f}x)" if baseline else ""),
+              flush=True)
+
+    if args.only in (None, "train"):
+        baseline = in_subprocess("train", kind="baseline", size=args.size, batch=1, repeats=repeats)
+        row(f"train, {args.size} px, batch 1", baseline,
+            in_subprocess("train", kind="ours", size=args.size, batch=1, repeats=repeats))
+        for batch in (2, 4):
+            row(f"train, {args.size} px, batch {batch}", baseline,
+                in_subprocess("train", kind="ours", size=args.size, batch=batch, repeats=repeats))
+    if args.only in (None, "export"):
+        row(f"export, {export_count} photos", in_subprocess("export", kind="baseline", size=args.size, count=export_count),
+            in_subprocess("export", kind="ours", size=args.size, count=export_count))
+    if args.only in (None, "data"):
+        row("data pipeline (decode, augment, batch)", None,
+            in_subprocess("data", size=args.size, batches=50 if args.quick else 300))
+
+    print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+          f"Python {platform.python_version()}\n")
+    print("| measurement | baseline images/s | monet_gan images/s | ratio | baseline peak RSS MiB | monet_gan peak RSS MiB |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for what, baseline, ours, ratio in rows:
+        print(f"| {what} | {baseline['images_per_s']:.3f} | " if baseline else f"| {what} | - | ", end="")
+        print(f"{ours['images_per_s']:.3f} | " + (f"{ratio:.2f}x | {baseline['peak_rss_mib']:.0f} | " if ratio else "- | - | ")
+              + f"{ours['peak_rss_mib']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
