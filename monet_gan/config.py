@@ -13,6 +13,7 @@ from pathlib import Path
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "tfrecords"
 
 PRESETS = ("kaggle", "sample", "tiny")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
 
 class ConfigError(ValueError):
@@ -42,6 +43,11 @@ class Config:
     identity_weight: float = 5.0  # weight of the identity loss; the tutorial uses 0.5 * lambda
     seed: int = 0  # seeds weights, shuffling and dropout
 
+    # --- accelerators ---
+    precision: str = "float32"  # float32 | mixed_bfloat16 (TPU, recent GPUs) | mixed_float16 (GPUs)
+    jit_compile: bool = False  # compile the train step with XLA
+    steps_per_execution: int = 1  # train steps per call into the device (TPUs like 32+)
+
     # --- run outputs ---
     strategy: str = "auto"  # auto|tpu|mirrored|multiworker|default (see distribute.py)
     sample_images: int = 4  # photos shown in the per-epoch sample grid
@@ -60,14 +66,19 @@ class Config:
             )
         if self.fid_every < 0:
             raise ConfigError(f"fid_every must be 0 (off) or more. Received: fid_every={self.fid_every}")
-        for name in ("fid_images", "batch_size", "epochs", "generator_filters", "critic_filters",
-                     "export_batch_size", "checkpoints_to_keep"):
+        for name in ("batch_size", "epochs", "generator_filters", "critic_filters", "fid_images",
+                     "steps_per_execution", "export_batch_size", "checkpoints_to_keep"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
             raise ConfigError(
                 "steps_per_epoch must be at least 1 or None (flag --steps-per-epoch). "
                 f"Received: steps_per_epoch={self.steps_per_epoch}"
+            )
+        if self.precision not in PRECISIONS:
+            raise ConfigError(
+                f"precision must be one of {', '.join(PRECISIONS)} (flag --precision). "
+                f"Received: precision={self.precision!r}"
             )
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")

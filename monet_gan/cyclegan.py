@@ -115,13 +115,14 @@ class CycleGAN(keras.Model):
             per_example = self.compute_losses(photos, monets, training=True)
             # Sum over this replica's examples / global batch (see the class docstring).
             losses = {k: tf.nn.compute_average_loss(v) for k, v in per_example.items()}
+            # The first four losses are the objectives of the networks in `_optimized_networks`.
+            # scale_loss is the identity but for float16 loss scaling (LossScaleOptimizer).
+            objectives = [optimizer.scale_loss(losses[name])
+                          for name, (optimizer, _) in zip(LOSS_NAMES, self._optimized_networks())]
 
-        # The first four losses are the objectives of the networks in `_optimized_networks`.
-        # scale_loss is the identity except for float16 loss scaling (LossScaleOptimizer).
-        for objective, (optimizer, network) in zip(LOSS_NAMES[:4], self._optimized_networks()):
+        for objective, (optimizer, network) in zip(objectives, self._optimized_networks()):
             variables = network.trainable_variables
-            gradients = tape.gradient(optimizer.scale_loss(losses[objective]), variables)
-            optimizer.apply_gradients(zip(gradients, variables))
+            optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
         del tape
 
         # Trackers average the per-replica means; replicas hold equal batches.
@@ -131,7 +132,12 @@ class CycleGAN(keras.Model):
 
 
 def build_cyclegan(config: Config) -> CycleGAN:
-    """The four networks and their Adam optimizers, compiled (call inside the strategy's scope)."""
+    """The four networks and their Adam optimizers, compiled (call inside the strategy's scope).
+
+    Sets Keras' global dtype policy to `config.precision` first: the networks compute in
+    it, while their variables, final tanh, critic logits and all losses stay float32.
+    """
+    keras.mixed_precision.set_global_policy(config.precision)
     model = CycleGAN(
         photo_to_monet=networks.build_generator(config, name="photo_to_monet"),
         monet_to_photo=networks.build_generator(config, name="monet_to_photo"),
@@ -142,12 +148,17 @@ def build_cyclegan(config: Config) -> CycleGAN:
     )
 
     def adam(name):
-        return keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, name=name)
+        optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, name=name)
+        if config.precision == "mixed_float16":  # float16 gradients underflow without it
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_scaled")
+        return optimizer
 
     model.compile(
         photo_to_monet_optimizer=adam("photo_to_monet_adam"),
         monet_to_photo_optimizer=adam("monet_to_photo_adam"),
         monet_critic_optimizer=adam("monet_critic_adam"),
         photo_critic_optimizer=adam("photo_critic_adam"),
+        jit_compile=config.jit_compile,
+        steps_per_execution=config.steps_per_execution,
     )
     return model

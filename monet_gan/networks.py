@@ -7,11 +7,23 @@ replaced by `keras.layers.GroupNormalization(groups=-1)`, which computes the sam
 (N(1, 0.02)) as in pix2pix, not near 0 as the tutorial's `gamma_init` does.
 """
 
+import contextlib
 import math
 
 import keras
 
 from monet_gan.config import Config
+
+
+@contextlib.contextmanager
+def float32_policy():
+    """Builds networks in float32 whatever the global (training) dtype policy is."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
 
 
 def _conv_init():

@@ -198,6 +198,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue this run with its saved config")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--strategy", choices=("auto", "tpu", "mirrored", "multiworker", "default"))
+    parser.add_argument("--precision", choices=config_lib.PRECISIONS)
+    parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA-compile the train step")
+    parser.add_argument("--steps-per-execution", type=int)
     parser.add_argument("--no-export", action="store_true", help="skip images.zip and SavedModel")
     parser.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     return parser.parse_args(argv)
@@ -207,10 +210,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 CONFIG_FLAGS = {
     "data": "data_dir", "epochs": "epochs", "steps_per_epoch": "steps_per_epoch",
     "batch_size": "batch_size", "image_size": "image_size", "seed": "seed",
-    "strategy": "strategy",
+    "strategy": "strategy", "precision": "precision", "jit_compile": "jit_compile",
+    "steps_per_execution": "steps_per_execution",
 }
-# What --resume may still change: the run's length, where it runs, and the export.
-RESUME_FLAGS = ("epochs", "strategy", "data")
+# What --resume may still change: the run's length, where and how fast it runs, the export.
+RESUME_FLAGS = ("epochs", "strategy", "data", "precision", "jit_compile", "steps_per_execution")
 
 
 def config_from_args(args: argparse.Namespace) -> Config:

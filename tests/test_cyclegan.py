@@ -126,3 +126,45 @@ def test_the_step_matches_the_tutorial_step():
     assert moved > 1e-4
     for a, b in zip(theirs.weights, ours.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-7)
+
+
+@pytest.fixture
+def restore_float32():
+    yield
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_trains_with_float32_outputs_and_losses(precision, restore_float32):
+    keras.utils.set_random_seed(0)
+    model = cyclegan.build_cyclegan(CONFIG.replace(precision=precision))
+    photos, monets = batch()
+    assert model.photo_to_monet.layers[1].compute_dtype == precision.split("_")[1]
+    assert model.photo_to_monet(photos).dtype == tf.float32  # the tanh
+    assert model.monet_critic(monets).dtype == tf.float32  # the logits
+    assert all(v.dtype == "float32" for v in model.trainable_variables)
+    scaled = isinstance(model.photo_to_monet_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert scaled == (precision == "mixed_float16")
+    before = [w.numpy() for w in model.photo_to_monet.trainable_weights]
+    # float16 skips the first steps while the loss scale (from 2^15) finds gradients that fit.
+    history = model.fit(tf.data.Dataset.from_tensors((photos, monets)).repeat(8), verbose=0, shuffle=False)
+    assert all(np.isfinite(v[0]) for v in history.history.values())
+    after = model.photo_to_monet.trainable_weights
+    assert any(not np.array_equal(a, b.numpy()) for a, b in zip(before, after))
+
+
+def test_xla_and_steps_per_execution_take_the_same_steps():
+    photos, monets = batch()
+    batches = tf.data.Dataset.from_tensors((photos, monets)).repeat(4)
+    results = []
+    for options in ({}, {"jit_compile": True, "steps_per_execution": 2}):
+        keras.utils.set_random_seed(0)
+        model = cyclegan.build_cyclegan(CONFIG.replace(**options))
+        history = model.fit(batches, verbose=0, shuffle=False)
+        assert int(model.photo_to_monet_optimizer.iterations.numpy()) == 4
+        results.append((history.history, [w.numpy() for w in model.weights]))
+    (plain, plain_weights), (xla, xla_weights) = results
+    for name in cyclegan.LOSS_NAMES:
+        np.testing.assert_allclose(plain[name], xla[name], rtol=1e-4)
+    for a, b in zip(plain_weights, xla_weights):
+        np.testing.assert_allclose(a, b, atol=1e-5)
