@@ -11,6 +11,7 @@ A run folder holds everything one run made:
 """
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -112,6 +113,31 @@ class RunCallback(keras.callbacks.Callback):
             f.write(",".join([str(epoch), *values]) + "\n")
 
 
+def fit_multiworker(model: cyclegan.CycleGAN, pairs: tf.data.Dataset, *, epochs: int,
+                    initial_epoch: int, steps_per_epoch: int, callbacks: list, **unused):
+    """`model.fit` for MultiWorkerMirroredStrategy, which Keras 3's fit does not support
+    (keras-team/keras#20585): the same train_step, metrics and callbacks, without a bar."""
+    strategy = model.distribute_strategy
+    batches = iter(strategy.experimental_distribute_dataset(pairs))
+
+    @tf.function
+    def train_step():
+        strategy.run(model.train_step, args=(next(batches),))
+
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for metric in model.metrics:
+            metric.reset_state()
+        for _ in range(steps_per_epoch):
+            train_step()
+        # Read outside the replicas, the trackers hold the mean over all workers.
+        logs = {metric.name: float(metric.result()) for metric in model.metrics}
+        print(f"Epoch {epoch + 1}/{epochs}: " + " - ".join(f"{k}: {v:.4f}" for k, v in logs.items()))
+        callback_list.on_epoch_end(epoch, logs)
+    callback_list.on_train_end()
+
+
 def train(config: Config, run_dir: str | Path, resume: bool = False,
           strategy: tf.distribute.Strategy | None = None) -> cyclegan.CycleGAN:
     """Trains (or, with `resume`, continues) the run in `run_dir`; returns the model.
@@ -141,7 +167,8 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         run_dir.mkdir(parents=True, exist_ok=True)
         write_atomically(run_dir / CONFIG_FILE, config.to_json().encode())
     # Every worker saves (saving is collective); only the chief's copy is the run's.
-    checkpoint_dir = run_dir / "checkpoints" if chief else Path(tempfile.mkdtemp())
+    scratch = None if chief else tempfile.TemporaryDirectory(prefix="monet_gan_worker_")
+    checkpoint_dir = run_dir / "checkpoints" if chief else Path(scratch.name)
 
     with strategy.scope():
         model = cyclegan.build_cyclegan(config)
@@ -169,10 +196,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
         print(f"{run_dir} has trained {initial_epoch} of {config.epochs} epochs already; "
               "pass --epochs N with --resume to train more.")
     else:
-        model.fit(pairs, epochs=config.epochs, initial_epoch=initial_epoch,
-                  steps_per_epoch=steps, callbacks=callbacks, shuffle=False,
-                  verbose=1 if sys.stdout.isatty() else 2)
+        fit = model.fit
+        if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            fit = functools.partial(fit_multiworker, model)
+        fit(pairs, epochs=config.epochs, initial_epoch=initial_epoch, steps_per_epoch=steps,
+            callbacks=callbacks, shuffle=False, verbose=1 if sys.stdout.isatty() else 2)
 
+    if scratch is not None:
+        scratch.cleanup()
     if config.export and chief:
         from monet_gan import export  # noqa: PLC0415 (export imports train)
 
