@@ -2,9 +2,10 @@
 
     python bench/speed.py [--size 256] [--quick] [--only train|export|data]
 
-Each figure is measured in a fresh subprocess (so each peak RSS is its own), baseline
-(bench/tutorial_baseline.py) and monet_gan alike, with the same networks and inputs; times
-are medians of several repeats after a warm-up. Prints a Markdown table and the ratios.
+Baseline (bench/tutorial_baseline.py) and monet_gan run the same networks on the same
+inputs. Train steps of both are timed in one process, interleaved round by round (separate
+processes drifted by up to 15% here); each peak RSS comes from a process of its own, and each
+export from one too. Times are medians after a warm-up. Prints a Markdown table and ratios.
 """
 
 import argparse
@@ -55,7 +56,8 @@ def photos_uint8(count: int, size: int):
 
 # --- the measurements, each run in its own process ----------------------------------
 
-def measure_train(kind: str, size: int, batch: int, repeats: int) -> dict:
+def train_steps(size: int, batch: int):
+    """The tutorial's step and ours, on one model and the same inputs."""
     import keras
     import tensorflow as tf
 
@@ -63,18 +65,40 @@ def measure_train(kind: str, size: int, batch: int, repeats: int) -> dict:
     from tutorial_baseline import TutorialStep
 
     keras.utils.set_random_seed(0)
-    cfg = config.kaggle().replace(image_size=size)
-    model = cyclegan.build_cyclegan(cfg)
+    model = cyclegan.build_cyclegan(config.kaggle().replace(image_size=size))
     photos = data.to_float(photos_uint8(batch, size))
     monets = tf.reverse(photos, axis=[2])
-    if kind == "baseline":
-        tutorial = TutorialStep(model)
-        step = lambda: tutorial(photos, monets)["cycle_loss"].numpy()  # noqa: E731
-    else:
-        train_step = tf.function(model.train_step)
-        step = lambda: train_step((photos, monets))["cycle_loss"].numpy()  # noqa: E731
-    seconds = median_seconds(step, repeats)
-    return {"images_per_s": batch / seconds, "seconds_per_step": seconds, "peak_rss_mib": peak_rss_mib()}
+    tutorial = TutorialStep(model)
+    ours = tf.function(model.train_step)
+    return {
+        "baseline": lambda: tutorial(photos, monets)["cycle_loss"].numpy(),
+        "ours": lambda: ours((photos, monets))["cycle_loss"].numpy(),
+    }
+
+
+def measure_train(size: int, batch: int, repeats: int) -> dict:
+    """Seconds per step of the tutorial (at batch 1) and of ours (at `batch`), interleaved
+    round by round in this one process so that drift of the machine hits both alike."""
+    baseline = train_steps(size, 1)["baseline"]
+    ours = train_steps(size, batch)["ours"]
+    for step in (baseline, ours, baseline, ours):  # warm-up: tracing, allocations
+        step()
+    times = {"baseline": [], "ours": []}
+    for _ in range(repeats):
+        for name, step in (("baseline", baseline), ("ours", ours)):
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {"baseline": 1 / statistics.median(times["baseline"]),
+            "ours": batch / statistics.median(times["ours"])}
+
+
+def measure_train_memory(kind: str, size: int, batch: int) -> dict:
+    """Peak RSS of three training steps of one kind alone."""
+    step = train_steps(size, batch)[kind]
+    for _ in range(3):
+        step()
+    return {"peak_rss_mib": peak_rss_mib()}
 
 
 def measure_export(kind: str, size: int, count: int) -> dict:
@@ -139,7 +163,8 @@ def in_subprocess(name: str, **kwargs) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-MEASURES = {"train": measure_train, "export": measure_export, "data": measure_data}
+MEASURES = {"train": measure_train, "train_memory": measure_train_memory,
+            "export": measure_export, "data": measure_data}
 
 
 def main() -> int:
@@ -166,12 +191,13 @@ def main() -> int:
               flush=True)
 
     if args.only in (None, "train"):
-        baseline = in_subprocess("train", kind="baseline", size=args.size, batch=1, repeats=repeats)
-        row(f"train, {args.size} px, batch 1", baseline,
-            in_subprocess("train", kind="ours", size=args.size, batch=1, repeats=repeats))
-        for batch in (2, 4):
-            row(f"train, {args.size} px, batch {batch}", baseline,
-                in_subprocess("train", kind="ours", size=args.size, batch=batch, repeats=repeats))
+        memory = {kind: in_subprocess("train_memory", kind=kind, size=args.size, batch=1)["peak_rss_mib"]
+                  for kind in ("baseline", "ours")}
+        for batch in (1, 2, 4):
+            speeds = in_subprocess("train", size=args.size, batch=batch, repeats=repeats)
+            row(f"train, {args.size} px, batch {batch}",
+                {"images_per_s": speeds["baseline"], "peak_rss_mib": memory["baseline"]},
+                {"images_per_s": speeds["ours"], "peak_rss_mib": memory["ours"] if batch == 1 else None})
     if args.only in (None, "export"):
         row(f"export, {export_count} photos", in_subprocess("export", kind="baseline", size=args.size, count=export_count),
             in_subprocess("export", kind="ours", size=args.size, count=export_count))
@@ -185,8 +211,9 @@ def main() -> int:
     print("| --- | --- | --- | --- | --- | --- |")
     for what, baseline, ours, ratio in rows:
         print(f"| {what} | {baseline['images_per_s']:.3f} | " if baseline else f"| {what} | - | ", end="")
+        rss = f"{ours['peak_rss_mib']:.0f}" if ours["peak_rss_mib"] else "-"
         print(f"{ours['images_per_s']:.3f} | " + (f"{ratio:.2f}x | {baseline['peak_rss_mib']:.0f} | " if ratio else "- | - | ")
-              + f"{ours['peak_rss_mib']:.0f} |")
+              + f"{rss} |")
     return 0
 
 

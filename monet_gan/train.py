@@ -188,9 +188,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     if scorer:
         callbacks.insert(0, scorer)  # first, so the callbacks after it log its scores
     if chief:
-        callbacks += [
-            keras.callbacks.TensorBoard(str(run_dir / "tensorboard")),
-        ]
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard")))
     initial_epoch = int(epoch.numpy())
     if initial_epoch >= config.epochs:
         print(f"{run_dir} has trained {initial_epoch} of {config.epochs} epochs already; "
