@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_images, write_records
+from conftest import random_images
 
 from monet_gan import config as config_lib
 from monet_gan import data, export, train
