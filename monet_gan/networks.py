@@ -1,7 +1,7 @@
 """The generator (U-Net) and critic (PatchGAN) of the CycleGAN, as functional Keras models.
 
 At the `kaggle()` defaults they are exactly the networks of the public tutorial notebook
-(54,414,979 and 2,765,569 parameters), with its tensorflow-addons InstanceNormalization
+(54,414,979 and 2,765,569 parameters), with its InstanceNormalization (from the retired TF Addons)
 replaced by `keras.layers.GroupNormalization(groups=-1)`, which computes the same thing
 (epsilon 1e-3 as there). One deliberate difference: the norm scales start near 1
 (N(1, 0.02)) as in pix2pix, not near 0 as the tutorial's `gamma_init` does.

@@ -16,7 +16,7 @@ def test_full_size_parameter_counts_match_the_tutorial():
     assert critic.output_shape == (None, 30, 30, 1)  # one logit per 70x70 patch
 
 
-def test_no_tensorflow_addons_instance_norm_is_group_norm_per_channel():
+def test_instance_norm_is_keras_group_norm_per_channel():
     generator = networks.build_generator(config_lib.tiny())
     norms = [layer for layer in generator.layers if "norm" in layer.name]
     assert norms and all(isinstance(n, keras.layers.GroupNormalization) for n in norms)
