@@ -206,11 +206,15 @@ def list_images(folder: str) -> list[str]:
     return list_files(folder, IMAGE_SUFFIXES)
 
 
+def decode_any_image(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG, PNG (grey or RGBA too) bytes -> uint8 [H, W, 3]."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
 def read_image_file(path: str) -> tf.Tensor:
     """uint8 [H, W, 3] from a JPEG or PNG file; DataError naming the file if it is none."""
     try:
-        data = tf.io.read_file(path)
-        return tf.io.decode_image(data, channels=3, expand_animations=False)
+        return decode_any_image(tf.io.read_file(path))
     except tf.errors.OpError:
         raise DataError(f"{path} is not a readable JPEG or PNG image.") from None
 

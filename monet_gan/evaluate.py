@@ -10,6 +10,7 @@ the minimum cosine distance to the real ones and d_thr = d if d < 0.1 else 1.
 
 import argparse
 import hashlib
+import io
 import json
 import os
 import sys
@@ -23,6 +24,7 @@ import scipy.linalg
 import tensorflow as tf
 
 from monet_gan import data, inception
+from monet_gan.files import write_atomically
 
 MEMORIZATION_THRESHOLD = 0.1
 FEATURE_BATCH = 32
@@ -137,8 +139,7 @@ class ImageSet:
             return data.read_images(self.files)
         if self.kind == "images":
             return tf.data.Dataset.from_tensor_slices(self.files).map(
-                lambda p: tf.io.decode_image(tf.io.read_file(p), channels=3, expand_animations=False),
-                num_parallel_calls=tf.data.AUTOTUNE)
+                lambda p: data.decode_any_image(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
 
         def members():
             with zipfile.ZipFile(self.source) as archive:
@@ -146,8 +147,7 @@ class ImageSet:
                     yield archive.read(name)
 
         encoded = tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
-        return encoded.map(lambda b: tf.io.decode_image(b, channels=3, expand_animations=False),
-                           num_parallel_calls=tf.data.AUTOTUNE)
+        return encoded.map(data.decode_any_image, num_parallel_calls=tf.data.AUTOTUNE)
 
     def features(self, cache: bool = False) -> np.ndarray:
         """Inception features; with `cache`, kept under the content hash (for real sets)."""
@@ -157,11 +157,9 @@ class ImageSet:
         if path.is_file():
             return np.load(path, allow_pickle=False)
         features = inception_features(self.dataset(), self.count)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-        with open(partial, "wb") as f:
-            np.save(f, features, allow_pickle=False)
-        os.replace(partial, path)
+        encoded = io.BytesIO()
+        np.save(encoded, features, allow_pickle=False)
+        write_atomically(path, encoded.getvalue())
         return features
 
 
@@ -253,9 +251,7 @@ class FidCallback(keras.callbacks.Callback):
         if scores["fid"] < self.best:
             self.best = scores["fid"]
             self.best_manager.save(checkpoint_number=epoch + 1)
-            partial = self.best_file.with_name(f".{self.best_file.name}.partial")
-            partial.write_text(json.dumps({"epoch": epoch + 1, **scores}) + "\n")
-            os.replace(partial, self.best_file)
+            write_atomically(self.best_file, (json.dumps({"epoch": epoch + 1, **scores}) + "\n").encode())
 
 
 def fid_callback(config, checkpoint: tf.train.Checkpoint, run_dir: Path) -> FidCallback | None:

@@ -62,7 +62,7 @@ def photo_dataset(photos: str) -> tuple[tf.data.Dataset, int]:
         data.read_image_file(path)  # fail early, naming the file, if it is no image
 
     def load(path):
-        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        image = data.decode_any_image(tf.io.read_file(path))
         image = tf.image.resize(image, [SUBMISSION_SIZE] * 2, method="area", antialias=True)
         return tf.cast(tf.round(image), tf.uint8), tf.strings.regex_replace(
             tf.strings.split(path, "/")[-1], r"\.[^.]*$", "")

@@ -12,7 +12,6 @@ A run folder holds everything one run made:
 
 import argparse
 import functools
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -23,6 +22,7 @@ import tensorflow as tf
 
 from monet_gan import config as config_lib
 from monet_gan import cyclegan, data, distribute, evaluate
+from monet_gan.files import write_atomically
 from monet_gan.config import Config
 
 CONFIG_FILE = "config.json"
@@ -30,15 +30,6 @@ CONFIG_FILE = "config.json"
 
 class RunError(ValueError):
     """A run folder or flag that cannot be used; the message says what to do."""
-
-
-def write_atomically(path: Path, content: bytes) -> None:
-    """Writes `content` to a temporary file beside `path`, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as f:
-        f.write(content)
-    os.chmod(f.name, 0o644)
-    os.replace(f.name, path)
 
 
 def new_run_dir(root: Path, preset: str) -> Path:
