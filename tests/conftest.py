@@ -1,13 +1,10 @@
 """Shared fixtures. Splits the CPU into two logical devices before TensorFlow starts, so a
 test can run the same step under a two-replica MirroredStrategy."""
 
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import monet_gan  # noqa: F401  (first: it sets TensorFlow's environment, as for a user)
+import numpy as np
+import pytest
+import tensorflow as tf
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
