@@ -4,8 +4,14 @@
 
 Baseline (bench/tutorial_baseline.py) and monet_gan run the same networks on the same
 inputs. Train steps of both are timed in one process, interleaved round by round (separate
-processes drifted by up to 15% here); each peak RSS comes from a process of its own, and each
-export from one too. Times are medians after a warm-up. Prints a Markdown table and ratios.
+processes drifted by up to 15% here). Exports run in processes of their own, alternating
+baseline and monet_gan round by round; each peak RSS comes from a process of its own. Times are
+medians after a warm-up. Prints a Markdown table and ratios.
+
+TensorFlow's oneDNN CPU kernels: the baseline runs as the tutorial does, with TensorFlow's
+defaults (on this AVX2 CPU: off); monet_gan turns them on when it is imported (see
+monet_gan/__init__.py). Rows marked "oneDNN on" run the baseline with them too, which isolates
+what the code itself gains.
 """
 
 import argparse
@@ -155,9 +161,11 @@ def measure_data(size: int, batches: int) -> dict:
     return {"images_per_s": 2 * 8 * batches / seconds, "peak_rss_mib": peak_rss_mib()}
 
 
-def in_subprocess(name: str, **kwargs) -> dict:
+def in_subprocess(name: str, onednn: bool, **kwargs) -> dict:
+    """Runs one measurement in a fresh process, with TensorFlow's oneDNN kernels on or off."""
     command = [sys.executable, __file__, "--measure", json.dumps({"name": name, **kwargs})]
-    result = subprocess.run(command, capture_output=True, text=True)
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{name} {kwargs} failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -191,19 +199,35 @@ def main() -> int:
               flush=True)
 
     if args.only in (None, "train"):
-        memory = {kind: in_subprocess("train_memory", kind=kind, size=args.size, batch=1)["peak_rss_mib"]
-                  for kind in ("baseline", "ours")}
-        for batch in (1, 2, 4):
-            speeds = in_subprocess("train", size=args.size, batch=batch, repeats=repeats)
-            row(f"train, {args.size} px, batch {batch}",
-                {"images_per_s": speeds["baseline"], "peak_rss_mib": memory["baseline"]},
-                {"images_per_s": speeds["ours"], "peak_rss_mib": memory["ours"] if batch == 1 else None})
+        memory = {"baseline": in_subprocess("train_memory", onednn=False, kind="baseline",
+                                            size=args.size, batch=1)["peak_rss_mib"],
+                  "ours": in_subprocess("train_memory", onednn=True, kind="ours",
+                                        size=args.size, batch=1)["peak_rss_mib"]}
+        for onednn, batches in ((False, (1,)), (True, (1, 2, 4))):
+            for batch in batches:
+                speeds = in_subprocess("train", onednn=onednn, size=args.size, batch=batch,
+                                       repeats=repeats)
+                row(f"train, {args.size} px, batch {batch}, both oneDNN {'on' if onednn else 'off'}",
+                    {"images_per_s": speeds["baseline"],
+                     "peak_rss_mib": memory["baseline"] if batch == 1 and not onednn else None},
+                    {"images_per_s": speeds["ours"],
+                     "peak_rss_mib": memory["ours"] if batch == 1 and not onednn else None})
     if args.only in (None, "export"):
-        row(f"export, {export_count} photos", in_subprocess("export", kind="baseline", size=args.size, count=export_count),
-            in_subprocess("export", kind="ours", size=args.size, count=export_count))
+        rounds = {"baseline": [], "baseline, oneDNN on": [], "ours": []}
+        for _ in range(1 if args.quick else 3):  # alternating, so drift hits all three alike
+            for kind, onednn in (("baseline", False), ("baseline, oneDNN on", True), ("ours", True)):
+                rounds[kind].append(in_subprocess("export", onednn=onednn, kind=kind.split(",")[0],
+                                                  size=args.size, count=export_count))
+        median = {kind: {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
+                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+                  for kind, runs in rounds.items()}
+        row(f"export, {export_count} photos (baseline with TensorFlow's defaults)",
+            median["baseline"], median["ours"])
+        row(f"export, {export_count} photos (baseline with oneDNN on too)",
+            median["baseline, oneDNN on"], median["ours"])
     if args.only in (None, "data"):
         row("data pipeline (decode, augment, batch)", None,
-            in_subprocess("data", size=args.size, batches=50 if args.quick else 300))
+            in_subprocess("data", onednn=True, size=args.size, batches=50 if args.quick else 300))
 
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}\n")
@@ -212,7 +236,8 @@ def main() -> int:
     for what, baseline, ours, ratio in rows:
         print(f"| {what} | {baseline['images_per_s']:.3f} | " if baseline else f"| {what} | - | ", end="")
         rss = f"{ours['peak_rss_mib']:.0f}" if ours["peak_rss_mib"] else "-"
-        print(f"{ours['images_per_s']:.3f} | " + (f"{ratio:.2f}x | {baseline['peak_rss_mib']:.0f} | " if ratio else "- | - | ")
+        base_rss = f"{baseline['peak_rss_mib']:.0f}" if ratio and baseline["peak_rss_mib"] else "-"
+        print(f"{ours['images_per_s']:.3f} | " + (f"{ratio:.2f}x | {base_rss} | " if ratio else "- | - | ")
               + f"{rss} |")
     return 0
 
