@@ -150,7 +150,7 @@ def measure_data(size: int, batches: int) -> dict:
 
     folder = DATA if DATA.is_dir() else config.SAMPLE_DATA_DIR
     cfg = config.kaggle().replace(data_dir=str(folder), image_size=size)
-    pairs, _ = data.training_dataset(cfg, global_batch_size=8)
+    pairs = data.training_dataset(cfg, global_batch_size=8)
     iterator = iter(pairs)
     for _ in range(len(list(Path(folder, "photo_tfrec").iterdir())) * 60):  # fill the cache
         next(iterator)

@@ -14,6 +14,7 @@ SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "tfrecords"
 
 PRESETS = ("kaggle", "sample", "tiny")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+DIFFAUGMENT_PARTS = ("color", "translation", "cutout")
 
 
 class ConfigError(ValueError):
@@ -27,11 +28,13 @@ class Config:
     image_size: int = 256  # side of the square training images; a power of two, 32..256
     augment: bool = True  # random flip and 12% resize-and-crop jitter (CycleGAN paper's 286->256)
     shuffle_buffer: int = 2048  # photos shuffled across this many records
+    on_bad_record: str = "fail"  # an unusable record or image: fail (naming it) | skip (counted)
 
     # --- networks (the tutorial's U-Net and 70x70 PatchGAN at the defaults) ---
     generator_filters: int = 64  # filters of the first down block; doubles per block up to 8x
     critic_filters: int = 64  # filters of the critic's first block; doubles per block
-    dropout: float = 0.5  # dropout rate in the generator's first three up blocks
+    dropout: float = 0.5  # dropout rate in the generator's first three up blocks (U-Net)
+    generator: str = "unet"  # unet (the tutorial's) | resnet (the CycleGAN paper's, 9 blocks at 256 px)
 
     # --- optimisation ---
     batch_size: int = 1  # per replica; the global batch is this times the replica count
@@ -41,6 +44,11 @@ class Config:
     beta_1: float = 0.5  # Adam's first-moment decay
     cycle_weight: float = 10.0  # lambda of the cycle-consistency loss (CycleGAN paper, eq. 2)
     identity_weight: float = 5.0  # weight of the identity loss; the tutorial uses 0.5 * lambda
+    adversarial_loss: str = "bce"  # bce (from logits, the tutorial) | lsgan (least squares, the paper)
+    diffaugment: str = ""  # DiffAugment before every critic call, e.g. "color,translation,cutout"
+    diffaugment_strength: float = 1.0  # scales DiffAugment's ranges; 1.0 is the paper's
+    history_size: int = 0  # fake images kept per critic (the paper: 50); 0: none
+    lr_decay_start: float = 1.0  # fraction of the run after which the rate falls linearly to 0; 1: never
     seed: int = 0  # seeds weights, shuffling and dropout
 
     # --- accelerators ---
@@ -52,10 +60,14 @@ class Config:
     strategy: str = "auto"  # auto|tpu|mirrored|multiworker|default (see distribute.py)
     sample_images: int = 4  # photos shown in the per-epoch sample grid
     checkpoints_to_keep: int = 3  # newest checkpoints kept in the run folder
+    checkpoint_every_epochs: int = 1  # a checkpoint at the end of every this many epochs
+    checkpoint_every_steps: int = 0  # and every this many steps; 0: only at epoch ends
     fid_every: int = 0  # score FID/MiFID of translated photos every this many epochs; 0: never
     fid_images: int = 300  # photos translated for each such score (scored against all paintings)
     export: bool = True  # write images.zip and the SavedModel when training ends
-    export_batch_size: int = 16  # photos translated at once during export
+    export_batch_size: int = 8  # photos translated at once during export (fastest on a 2-core CPU)
+    export_tta: bool = False  # paint each photo and its mirror image, average the two
+    export_checkpoint: str = "best"  # best (by FID, when scored; else newest) | newest
 
     def __post_init__(self):
         size = self.image_size
@@ -64,10 +76,17 @@ class Config:
                 "image_size must be a power of two from 32 to 256 (flag --image-size). "
                 f"Received: image_size={size}"
             )
+        if self.checkpoint_every_steps < 0:
+            raise ConfigError("checkpoint_every_steps must be 0 (only at epoch ends) or more "
+                              f"(flag --checkpoint-every-steps). Received: {self.checkpoint_every_steps}")
+        if self.on_bad_record not in ("fail", "skip"):
+            raise ConfigError("on_bad_record must be fail or skip (flag --on-bad-record). "
+                              f"Received: {self.on_bad_record!r}")
         if self.fid_every < 0:
             raise ConfigError(f"fid_every must be 0 (off) or more. Received: fid_every={self.fid_every}")
         for name in ("batch_size", "epochs", "generator_filters", "critic_filters", "fid_images",
-                     "steps_per_execution", "export_batch_size", "checkpoints_to_keep"):
+                     "steps_per_execution", "export_batch_size", "checkpoints_to_keep",
+                     "checkpoint_every_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -80,6 +99,21 @@ class Config:
                 f"precision must be one of {', '.join(PRECISIONS)} (flag --precision). "
                 f"Received: precision={self.precision!r}"
             )
+        choices = {"generator": ("unet", "resnet"), "adversarial_loss": ("bce", "lsgan"),
+                   "export_checkpoint": ("best", "newest")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ConfigError(f"{name} must be one of {', '.join(allowed)} (flag "
+                                  f"--{name.replace('_', '-')}). Received: {getattr(self, name)!r}")
+        unknown = sorted({p.strip() for p in self.diffaugment.split(",") if p.strip()}
+                         - set(DIFFAUGMENT_PARTS))
+        if unknown:
+            raise ConfigError(f"diffaugment (flag --diffaugment) may name {', '.join(DIFFAUGMENT_PARTS)}."
+                              f" Received: {unknown}")
+        if self.history_size < 0 or self.diffaugment_strength < 0:
+            raise ConfigError("history_size and diffaugment_strength must be 0 or more.")
+        if not 0.0 <= self.lr_decay_start <= 1.0:
+            raise ConfigError(f"lr_decay_start must be in [0, 1]. Received: {self.lr_decay_start}")
         if not 0.0 <= self.dropout < 1.0:
             raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
 

@@ -10,7 +10,7 @@ Names, mapped once to the CycleGAN paper (Zhu et al. 2017):
 import keras
 import tensorflow as tf
 
-from monet_gan import networks
+from monet_gan import diffaugment, networks
 from monet_gan.config import Config
 
 LOSS_NAMES = (
@@ -23,10 +23,58 @@ def _per_example_mean(values: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
 
 
-def adversarial_loss(logits: tf.Tensor, is_real: bool) -> tf.Tensor:
-    """Per-example BCE from logits against all-real or all-fake patch labels."""
+def adversarial_loss(logits: tf.Tensor, is_real: bool, kind: str = "bce") -> tf.Tensor:
+    """Per-example loss of patch logits against all-real or all-fake labels: BCE from
+    logits (the tutorial) or least squares (LSGAN, as the CycleGAN paper trains)."""
     labels = tf.ones_like(logits) if is_real else tf.zeros_like(logits)
+    if kind == "lsgan":
+        return _per_example_mean(tf.square(logits - labels))
     return _per_example_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+
+
+class ImageHistory:
+    """The CycleGAN paper's image pool (Shrivastava et al. 2017): the critic sees, for each
+    generated image, with probability 1/2 an older generated image from a pool of `size`
+    instead (the new one takes its place). Until the pool is full, images go in and pass.
+
+    Its variables are per replica (each replica keeps its own pool) and are checkpointed;
+    a multi-replica checkpoint keeps the first replica's pool.
+    """
+
+    def __init__(self, size: int, image_size: int, name: str):
+        self.size = size
+        per_replica = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        self.images = tf.Variable(tf.zeros([size, image_size, image_size, 3]), name=f"{name}_images",
+                                  **per_replica)
+        self.count = tf.Variable(0, dtype=tf.int32, name=f"{name}_count", **per_replica)
+
+    def query(self, fakes: tf.Tensor, seed) -> tf.Tensor:
+        fakes = tf.stop_gradient(tf.cast(fakes, tf.float32))
+        choices = keras.random.uniform([fakes.shape[0]], seed=seed)
+        slots = tf.cast(tf.floor(keras.random.uniform([fakes.shape[0]], 0, self.size, seed=seed)), tf.int32)
+        outputs = []
+        for i in range(fakes.shape[0]):  # the per-replica batch: small and static
+            fake = fakes[i]
+
+            def fill(fake=fake):
+                self.images.scatter_nd_update([[self.count]], fake[None])
+                self.count.assign_add(1)
+                return fake
+
+            def swap(fake=fake, slot=slots[i]):
+                old = tf.identity(self.images[slot])
+                with tf.control_dependencies([old]):
+                    self.images.scatter_nd_update([[slot]], fake[None])
+                return old
+
+            full = self.count >= self.size
+            outputs.append(tf.cond(full, lambda: tf.cond(choices[i] < 0.5, swap, lambda: fake), fill))
+        return tf.stack(outputs)
+
+    @property
+    def variables(self):
+        return [self.images, self.count]
 
 
 def l1_loss(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
@@ -44,7 +92,10 @@ class CycleGAN(keras.Model):
     """
 
     def __init__(self, photo_to_monet, monet_to_photo, monet_critic, photo_critic,
-                 cycle_weight: float = 10.0, identity_weight: float = 5.0, **kwargs):
+                 cycle_weight: float = 10.0, identity_weight: float = 5.0,
+                 adversarial: str = "bce", diffaugment_policy: str = "",
+                 diffaugment_strength: float = 1.0, history_size: int = 0, seed: int = 0,
+                 **kwargs):
         super().__init__(**kwargs)
         self.photo_to_monet = photo_to_monet
         self.monet_to_photo = monet_to_photo
@@ -52,6 +103,15 @@ class CycleGAN(keras.Model):
         self.photo_critic = photo_critic
         self.cycle_weight = cycle_weight
         self.identity_weight = identity_weight
+        self.adversarial = adversarial
+        self.diffaugment_policy = diffaugment.parse_policy(diffaugment_policy)
+        self.diffaugment_strength = diffaugment_strength
+        # DiffAugment's and the image history's random draws; its state is checkpointed.
+        self.seed_generator = keras.random.SeedGenerator(seed, name="cyclegan_seed")
+        size = photo_to_monet.input_shape[1]
+        self.histories = ({"monet": ImageHistory(history_size, size, "monet_history"),
+                           "photo": ImageHistory(history_size, size, "photo_history")}
+                          if history_size else None)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
 
     def compile(self, photo_to_monet_optimizer, monet_to_photo_optimizer,
@@ -89,22 +149,39 @@ class CycleGAN(keras.Model):
         same_monets = self.photo_to_monet(monets, training=training)  # G(y)
         same_photos = self.monet_to_photo(photos, training=training)  # F(x)
 
-        real_monet_logits = self.monet_critic(monets, training=training)
-        fake_monet_logits = self.monet_critic(fake_monets, training=training)
-        real_photo_logits = self.photo_critic(photos, training=training)
-        fake_photo_logits = self.photo_critic(fake_photos, training=training)
+        def critic(network, images):  # DiffAugment, when on, before every critic call
+            if self.diffaugment_policy and training:
+                images = diffaugment.diff_augment(images, self.diffaugment_policy,
+                                                  self.diffaugment_strength, self.seed_generator)
+            return network(images, training=training)
+
+        real_monet_logits = critic(self.monet_critic, monets)
+        fake_monet_logits = critic(self.monet_critic, fake_monets)
+        real_photo_logits = critic(self.photo_critic, photos)
+        fake_photo_logits = critic(self.photo_critic, fake_photos)
+        # The critics judge older fakes too when there is a history (its images carry no
+        # gradient to the generators; the generators' losses use the current fakes).
+        critic_fake_monet_logits, critic_fake_photo_logits = fake_monet_logits, fake_photo_logits
+        if self.histories and training:
+            critic_fake_monet_logits = critic(
+                self.monet_critic, self.histories["monet"].query(fake_monets, self.seed_generator))
+            critic_fake_photo_logits = critic(
+                self.photo_critic, self.histories["photo"].query(fake_photos, self.seed_generator))
+
+        def adversarial(logits, is_real):
+            return adversarial_loss(logits, is_real, self.adversarial)
 
         # Cycle consistency, both directions (paper eq. 2), shared by both generators.
         cycle = self.cycle_weight * (l1_loss(photos, cycled_photos) + l1_loss(monets, cycled_monets))
         identity_monet = self.identity_weight * l1_loss(monets, same_monets)
         identity_photo = self.identity_weight * l1_loss(photos, same_photos)
         return {
-            "monet_generator_loss": adversarial_loss(fake_monet_logits, True) + cycle + identity_monet,
-            "photo_generator_loss": adversarial_loss(fake_photo_logits, True) + cycle + identity_photo,
-            "monet_critic_loss": 0.5 * (adversarial_loss(real_monet_logits, True)
-                                        + adversarial_loss(fake_monet_logits, False)),
-            "photo_critic_loss": 0.5 * (adversarial_loss(real_photo_logits, True)
-                                        + adversarial_loss(fake_photo_logits, False)),
+            "monet_generator_loss": adversarial(fake_monet_logits, True) + cycle + identity_monet,
+            "photo_generator_loss": adversarial(fake_photo_logits, True) + cycle + identity_photo,
+            "monet_critic_loss": 0.5 * (adversarial(real_monet_logits, True)
+                                        + adversarial(critic_fake_monet_logits, False)),
+            "photo_critic_loss": 0.5 * (adversarial(real_photo_logits, True)
+                                        + adversarial(critic_fake_photo_logits, False)),
             "cycle_loss": cycle,
             "identity_loss": identity_monet + identity_photo,
         }
@@ -131,11 +208,28 @@ class CycleGAN(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
-def build_cyclegan(config: Config) -> CycleGAN:
+class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """`rate` until step `decay_start`, then linearly down to 0 at `total_steps` (the
+    CycleGAN paper: constant for 100 epochs, then to zero over 100)."""
+
+    def __init__(self, rate: float, total_steps: int, decay_start: int):
+        self.rate, self.total_steps, self.decay_start = rate, total_steps, decay_start
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        remaining = (self.total_steps - step) / max(self.total_steps - self.decay_start, 1)
+        return self.rate * tf.clip_by_value(remaining, 0.0, 1.0)
+
+    def get_config(self):
+        return {"rate": self.rate, "total_steps": self.total_steps, "decay_start": self.decay_start}
+
+
+def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
     """The four networks and their Adam optimizers, compiled (call inside the strategy's scope).
 
     Sets Keras' global dtype policy to `config.precision` first: the networks compute in
     it, while their variables, final tanh, critic logits and all losses stay float32.
+    `total_steps` (the run's length) is needed when the learning rate decays.
     """
     keras.mixed_precision.set_global_policy(config.precision)
     model = CycleGAN(
@@ -145,10 +239,20 @@ def build_cyclegan(config: Config) -> CycleGAN:
         photo_critic=networks.build_discriminator(config, name="photo_critic"),
         cycle_weight=config.cycle_weight,
         identity_weight=config.identity_weight,
+        adversarial=config.adversarial_loss,
+        diffaugment_policy=config.diffaugment,
+        diffaugment_strength=config.diffaugment_strength,
+        history_size=config.history_size,
+        seed=config.seed,
     )
+    rate = config.learning_rate
+    if config.lr_decay_start < 1.0:
+        if not total_steps:
+            raise ValueError("build_cyclegan needs total_steps when the learning rate decays")
+        rate = ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
 
     def adam(name):
-        optimizer = keras.optimizers.Adam(config.learning_rate, beta_1=config.beta_1, name=name)
+        optimizer = keras.optimizers.Adam(rate, beta_1=config.beta_1, name=name)
         if config.precision == "mixed_float16":  # float16 gradients underflow without it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_scaled")
         return optimizer

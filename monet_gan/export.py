@@ -18,38 +18,44 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_gan import data, networks, train
+from monet_gan import checkpoints, data, networks, train
 from monet_gan.config import Config, ConfigError
+from monet_gan.files import OutputError, check_writable
 
 SUBMISSION_SIZE = 256  # the competition wants 256x256 JPEGs
 JPEG_QUALITY = 95
 
 
-def translate(generator: keras.Model, images: tf.Tensor, size: int) -> tf.Tensor:
+def translate(generator: keras.Model, images: tf.Tensor, size: int, tta: bool = False) -> tf.Tensor:
     """uint8 [N, H, W, 3] photos -> uint8 [N, H, W, 3] paintings.
 
-    Photos are resized to the generator's `size` and the paintings back to H x W.
+    Photos are resized to the generator's `size` and the paintings back to H x W. With
+    `tta` (test-time augmentation) each painting is the mean of the photo's painting and
+    the mirrored painting of its mirror image.
     """
     height_width = tf.shape(images)[1:3]
-    x = tf.image.resize(images, [size, size], method="area", antialias=True)
-    paintings = generator(x / 127.5 - 1.0, training=False)
+    x = tf.image.resize(images, [size, size], method="area", antialias=True) / 127.5 - 1.0
+    paintings = generator(x, training=False)
+    if tta:
+        mirrored = generator(tf.reverse(x, axis=[2]), training=False)
+        paintings = 0.5 * (paintings + tf.reverse(mirrored, axis=[2]))
     paintings = tf.image.resize(paintings, height_width, method="bilinear")
     return data.to_uint8(paintings)
 
 
-def photo_dataset(photos: str) -> tuple[tf.data.Dataset, int]:
+def photo_dataset(photos: str, on_bad_record: str = "fail") -> tuple[tf.data.Dataset, int]:
     """(uint8 256x256x3 photo, name) pairs from TFRecords or image files, and their count.
 
-    `photos` is a folder or glob of TFRecords, or a folder or glob of JPEG/PNG files.
+    `photos` is a folder or glob of TFRecords, or a folder or glob of JPEG/PNG files. Every
+    input is checked first; unusable ones fail or are skipped as `on_bad_record` says.
     """
     try:
         record_files = data.list_files(photos)
     except data.DataError:
         record_files = []
     if record_files:
-        data.check_records(record_files)
-        return (data.read_images(record_files, with_names=True),
-                data.count_records(record_files))
+        records = data.scan_records(record_files, on_bad_record)
+        return data.read_images(records, with_names=True), records.count
 
     try:
         image_files = data.list_files(photos, data.IMAGE_SUFFIXES)
@@ -58,8 +64,7 @@ def photo_dataset(photos: str) -> tuple[tf.data.Dataset, int]:
             f"--photos {photos}: found neither TFRecords nor JPEG/PNG images there. Pass a "
             "folder or glob of either."
         ) from None
-    for path in image_files[:1]:
-        data.read_image_file(path)  # fail early, naming the file, if it is no image
+    image_files = data.scan_image_files(image_files, on_bad_record)
 
     def load(path):
         image = data.decode_any_image(tf.io.read_file(path))
@@ -95,16 +100,17 @@ def check_zip(path: Path, expected_count: int) -> None:
 
 
 def write_images_zip(generator: keras.Model, config: Config, photos: str, out: Path,
-                     batch_size: int | None = None) -> int:
+                     batch_size: int | None = None, on_bad_record: str = "fail") -> int:
     """Translates every photo and writes the paintings, as JPEGs, straight into `out`.
 
     Returns the number of images. The zip is checked before it replaces `out`.
     """
-    dataset, count = photo_dataset(photos)
+    dataset, count = photo_dataset(photos, on_bad_record)
     batch_size = batch_size or config.export_batch_size
     translate_batch = tf.function(lambda images: tf.map_fn(
         lambda image: tf.io.encode_jpeg(image, quality=JPEG_QUALITY),
-        translate(generator, images, config.image_size), fn_output_signature=tf.string))
+        translate(generator, images, config.image_size, config.export_tta),
+        fn_output_signature=tf.string))
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
@@ -115,9 +121,13 @@ def write_images_zip(generator: keras.Model, config: Config, photos: str, out: P
             progress = keras.utils.Progbar(count, unit_name="image",
                                            verbose=1 if sys.stdout.isatty() else 2)
             for images, names in batches:
-                for jpeg, name in zip(translate_batch(images).numpy(), names.numpy()):
+                short = batch_size - len(images)
+                if short:  # a full batch, so the traced function and its kernels are reused
+                    images = tf.concat([images, tf.repeat(images[:1], short, axis=0)], axis=0)
+                jpegs = translate_batch(images).numpy()[:batch_size - short]
+                for jpeg, name in zip(jpegs, names.numpy()):
                     archive.writestr(_entry_name(name, used_names), jpeg)
-                written += len(images)
+                written += len(jpegs)
                 progress.update(written)
         check_zip(partial, count)
         os.replace(partial, out)
@@ -134,12 +144,14 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
     archive.track(generator)
     archive.add_endpoint(
         name="serve",
-        fn=lambda images: translate(generator, images, config.image_size),
+        fn=lambda images: translate(generator, images, config.image_size, config.export_tta),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     old = out.with_name(f".{out.name}.old")
+    if old.exists() and not out.exists():  # an earlier export stopped between its renames
+        os.replace(old, out)
     for leftover in (partial, old):
         shutil.rmtree(leftover, ignore_errors=True)
     try:
@@ -147,47 +159,66 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
         probe = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3)), tf.uint8)
         loaded = tf.saved_model.load(str(partial))  # keep it: its variables live with it
         reloaded = loaded.serve(probe)
-        expected = translate(generator, probe, config.image_size)
+        expected = translate(generator, probe, config.image_size, config.export_tta)
         difference = int(tf.reduce_max(tf.abs(tf.cast(reloaded, tf.int32) - tf.cast(expected, tf.int32))))
         if difference > 1:
             raise RuntimeError(f"The SavedModel differs from the generator by {difference} levels.")
         if out.exists():
             os.replace(out, old)
-        os.replace(partial, out)
+        try:
+            os.replace(partial, out)
+        except OSError:
+            if old.exists():
+                os.replace(old, out)  # the previous export stays
+            raise
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
 
 
-def load_generator(run_dir: Path, config: Config) -> keras.Model:
-    """The photo -> Monet generator of the run's newest checkpoint."""
-    checkpoints = run_dir / "checkpoints"
-    latest = tf.train.latest_checkpoint(str(checkpoints))
-    if latest is None:
-        raise train.RunError(f"{checkpoints} holds no checkpoint: train the run first.")
+def load_generator(run_dir: Path, config: Config, which: str | None = None) -> keras.Model:
+    """The photo -> Monet generator of the run's best checkpoint by FID (`which` 'best',
+    when the run scored any) or newest one ('newest'); default: config.export_checkpoint.
+    A checkpoint that does not read back whole is passed over for the one before."""
     with networks.float32_policy():  # exports compute in float32
         generator = networks.build_generator(config, name="photo_to_monet")
-    tf.train.Checkpoint(photo_to_monet=generator).restore(latest).expect_partial()
-    return generator
+    wanted = tf.train.Checkpoint(photo_to_monet=generator)
+    folders = [run_dir / train.CHECKPOINT_DIR]
+    if (which or config.export_checkpoint) == "best":
+        folders.insert(0, run_dir / train.BEST_CHECKPOINT_DIR)
+    for folder in folders:
+        restored = checkpoints.restore_newest(wanted, folder, partial=True, move_damaged=False)
+        if restored:
+            print(f"Exporting the generator of {restored}.")
+            return generator
+    raise train.RunError(f"{folders[-1]} holds no checkpoint: train the run first.")
 
 
 def export_run(run_dir: str | Path, generator: keras.Model | None = None,
                photos: str | None = None, out: str | Path | None = None,
-               saved_model: str | Path | None = None) -> dict:
+               saved_model: str | Path | None = None, on_bad_record: str | None = None,
+               checkpoint: str | None = None, tta: bool | None = None) -> dict:
     """Writes the run's images.zip and SavedModel; returns where, how many and how fast.
 
-    Defaults: the run's newest checkpoint, the photos of its data folder, and
-    RUN_DIR/images.zip and RUN_DIR/saved_model.
+    Defaults: the run's best or newest checkpoint (its export_checkpoint), the photos of its
+    data folder, the run's on_bad_record and export_tta, RUN_DIR/images.zip and
+    RUN_DIR/saved_model.
     """
     run_dir = Path(run_dir)
     config = train.load_run_config(run_dir)
-    generator = generator or load_generator(run_dir, config)
+    if tta is not None:
+        config = config.replace(export_tta=tta)
     photos = photos or os.path.join(data.resolve_data_dir(config.data_dir), "photo_tfrec")
     out = Path(out or run_dir / "images.zip")
     saved_model = Path(saved_model or run_dir / "saved_model")
+    for folder, flag in ((out.parent, "--out"), (saved_model.parent, "--saved-model")):
+        check_writable(folder, flag)
+    generator = generator or load_generator(run_dir, config, checkpoint)
 
     start = time.perf_counter()
-    count = write_images_zip(generator, config, photos, out)
+    count = write_images_zip(generator, config, photos, out,
+                             on_bad_record=on_bad_record or config.on_bad_record)
     seconds = time.perf_counter() - start
     print(f"Wrote {out}: {count} paintings in {seconds:.1f} s ({seconds / count:.3f} s/image).")
     write_saved_model(generator, config, saved_model)
@@ -202,10 +233,20 @@ def main(argv=None) -> int:
                         help="TFRecords or JPEG/PNG images to translate (default: the run's photos)")
     parser.add_argument("--out", metavar="ZIP", help="default: RUN_DIR/images.zip")
     parser.add_argument("--saved-model", metavar="DIR", help="default: RUN_DIR/saved_model")
+    parser.add_argument("--checkpoint", choices=("best", "newest"),
+                        help="the best checkpoint by FID (when the run scored any) or the newest "
+                             "(default: the run's export_checkpoint)")
+    parser.add_argument("--tta", action="store_true", default=None,
+                        help="average each photo's painting with its mirror image's (default: the run's)")
+    parser.add_argument("--on-bad-record", choices=data.BAD_RECORD_POLICIES,
+                        help="a photo that cannot be read: fail (stop, naming it) or skip it "
+                             "(default: the run's setting)")
     args = parser.parse_args(argv)
     try:
-        export_run(args.run_dir, photos=args.photos, out=args.out, saved_model=args.saved_model)
-    except (ConfigError, data.DataError, train.RunError) as error:
+        export_run(args.run_dir, photos=args.photos, out=args.out, saved_model=args.saved_model,
+                   on_bad_record=args.on_bad_record, checkpoint=args.checkpoint, tta=args.tta)
+    except (ConfigError, data.DataError, train.RunError, checkpoints.TrainingStopped,
+            OutputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

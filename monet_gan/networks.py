@@ -1,4 +1,4 @@
-"""The generator (U-Net) and critic (PatchGAN) of the CycleGAN, as functional Keras models.
+"""The generators (U-Net, ResNet) and critic (PatchGAN) of the CycleGAN, as functional Keras models.
 
 At the `kaggle()` defaults they are exactly the networks of the public tutorial notebook
 (54,414,979 and 2,765,569 parameters), with its InstanceNormalization (from the retired TF Addons)
@@ -70,6 +70,13 @@ def generator_depth(image_size: int) -> int:
 
 
 def build_generator(config: Config, name: str = "generator") -> keras.Model:
+    """The generator `config.generator` names: the tutorial's U-Net or the paper's ResNet."""
+    if config.generator == "resnet":
+        return build_resnet_generator(config, name)
+    return build_unet_generator(config, name)
+
+
+def build_unet_generator(config: Config, name: str = "generator") -> keras.Model:
     """U-Net generator mapping [-1, 1] images of `config.image_size` to the same shape.
 
     Down blocks halve the resolution to 1x1 with filters F, 2F, 4F, 8F, 8F, ...; up
@@ -96,6 +103,62 @@ def build_generator(config: Config, name: str = "generator") -> keras.Model:
         3, 4, strides=2, padding="same", kernel_initializer=_conv_init(), name="to_rgb_conv"
     )(x)
     # The final tanh runs in float32 so outputs stay in [-1, 1] under mixed precision.
+    paintings = keras.layers.Activation("tanh", dtype="float32", name="to_rgb")(x)
+    return keras.Model(photos, paintings, name=name)
+
+
+@keras.saving.register_keras_serializable(package="monet_gan")
+class ReflectionPadding2D(keras.layers.Layer):
+    """Pads height and width by mirroring the border (the CycleGAN paper's padding)."""
+
+    def __init__(self, padding: int, **kwargs):
+        super().__init__(**kwargs)
+        self.padding = padding
+
+    def call(self, x):
+        p = self.padding
+        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
+
+    def compute_output_shape(self, shape):
+        grow = lambda n: None if n is None else n + 2 * self.padding  # noqa: E731
+        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "padding": self.padding}
+
+
+def _conv_norm_relu(x, filters: int, kernel: int, name: str, strides: int = 1, transpose=False,
+                    relu: bool = True):
+    if kernel > 1 and strides == 1 and not transpose:
+        x = ReflectionPadding2D(kernel // 2, name=f"{name}_pad")(x)
+    layer = keras.layers.Conv2DTranspose if transpose else keras.layers.Conv2D
+    x = layer(filters, kernel, strides=strides, padding="valid" if strides == 1 and not transpose else "same",
+              kernel_initializer=_conv_init(), use_bias=False, name=f"{name}_conv")(x)
+    x = _instance_norm(f"{name}_norm")(x)
+    return keras.layers.ReLU(name=f"{name}_act")(x) if relu else x
+
+
+def resnet_blocks(image_size: int) -> int:
+    """The paper's count: 9 residual blocks at 256 px, 6 below."""
+    return 9 if image_size >= 256 else 6
+
+
+def build_resnet_generator(config: Config, name: str = "generator") -> keras.Model:
+    """The CycleGAN paper's generator (Johnson et al.): c7s1-F, d2F, d4F, R4F x 9 (6 below
+    256 px), u2F, uF, c7s1-3 with reflection padding, instance norm and a tanh."""
+    size, width = config.image_size, config.generator_filters
+    photos = keras.Input((size, size, 3), name="images")
+    x = _conv_norm_relu(photos, width, 7, "in")
+    x = _conv_norm_relu(x, width * 2, 3, "down0", strides=2)
+    x = _conv_norm_relu(x, width * 4, 3, "down1", strides=2)
+    for i in range(resnet_blocks(size)):
+        y = _conv_norm_relu(x, width * 4, 3, f"res{i}a")
+        y = _conv_norm_relu(y, width * 4, 3, f"res{i}b", relu=False)
+        x = keras.layers.Add(name=f"res{i}")([x, y])
+    x = _conv_norm_relu(x, width * 2, 3, "up0", strides=2, transpose=True)
+    x = _conv_norm_relu(x, width, 3, "up1", strides=2, transpose=True)
+    x = ReflectionPadding2D(3, name="to_rgb_pad")(x)
+    x = keras.layers.Conv2D(3, 7, kernel_initializer=_conv_init(), name="to_rgb_conv")(x)
     paintings = keras.layers.Activation("tanh", dtype="float32", name="to_rgb")(x)
     return keras.Model(photos, paintings, name=name)
 

@@ -32,7 +32,7 @@ def test_the_run_folder_holds_config_samples_metrics_and_a_checkpoint(run, tiny_
     header, row = (run_dir / "metrics.csv").read_text().splitlines()
     assert header.split(",")[0] == "epoch" and row.startswith("1,")
     assert all(np.isfinite(float(v)) for v in row.split(",")[1:])
-    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-1")
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")  # by step
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
 
@@ -65,7 +65,7 @@ def test_export_from_the_checkpoint_equals_the_in_memory_export(run, tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
-def test_resume_continues_from_the_saved_epoch(tiny_config, tmp_path):
+def test_resume_continues_from_the_saved_step(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
     config = tiny_config.replace(export=False)
     first = train.train(config, run_dir)
@@ -73,7 +73,7 @@ def test_resume_continues_from_the_saved_epoch(tiny_config, tmp_path):
     resumed = train.train(config.replace(epochs=2), run_dir, resume=True)
     rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["1", "2"]  # epoch 1 was not trained again
-    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")
+    assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-4")
     # The optimizers were restored too: their step counters carry on from 2 to 4.
     assert int(resumed.photo_to_monet_optimizer.iterations.numpy()) == 4
     assert any(not np.array_equal(a, b.numpy()) for a, b in zip(after_one, resumed.photo_to_monet.weights))
@@ -85,20 +85,23 @@ def test_a_folder_holding_another_run_is_refused(run, tiny_config):
         train.train(tiny_config, run_dir)
 
 
-def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_config, tmp_path, data_dir):
+def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_config, tmp_path, data_dir,
+                                                                  monkeypatch):
     _, model = run
     out = tmp_path / "images.zip"
     out.write_bytes(b"the previous submission")
+    entry_name = export._entry_name
     calls = []
 
-    def failing_generator(images, training=False):
+    def interrupted(raw, used):
         calls.append(1)
-        if len(calls) > 1:
+        if len(calls) > 5:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-export
-        return model.photo_to_monet(images, training=training)
+        return entry_name(raw, used)
 
+    monkeypatch.setattr(export, "_entry_name", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export.write_images_zip(failing_generator, tiny_config, str(data_dir / "photo_tfrec"),
+        export.write_images_zip(model.photo_to_monet, tiny_config, str(data_dir / "photo_tfrec"),
                                 out, batch_size=4)
     assert out.read_bytes() == b"the previous submission"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.zip"]
@@ -147,7 +150,7 @@ def test_cli_trains_resumes_and_exports(data_dir, tmp_path):
 
     result = cli("monet_gan.train", "--resume", str(run_dir), "--epochs", "2", "--no-export")
     assert result.returncode == 0, result.stderr
-    assert f"Resumed {run_dir}/checkpoints/ckpt-1 after epoch 1" in result.stdout
+    assert f"Resumed {run_dir}/checkpoints/ckpt-2 at step 2 (1 epochs and 0 steps done)" in result.stdout
     assert train.load_run_config(run_dir).epochs == 2
 
     out = tmp_path / "submission" / "images.zip"

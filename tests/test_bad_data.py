@@ -1,0 +1,186 @@
+"""Bad input: each fault either stops with an error naming the file and record
+(--on-bad-record fail) or is left out and counted (skip); never a raw traceback."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_images, write_records
+
+from monet_gan import data, evaluate, export, make_tfrecords, train
+
+
+def good_record(i=0, size=256):
+    return {"image_name": f"ok{i}".encode(), "image": tf.io.encode_jpeg(random_images(1, size, i)[0]).numpy(),
+            "target": b"photo"}
+
+
+def grey_jpeg():
+    return tf.io.encode_jpeg(np.zeros((256, 256, 1), np.uint8)).numpy()
+
+
+def png_256():
+    return tf.io.encode_png(random_images(1, 256)[0]).numpy()
+
+
+# (name, features of record 1 between two good records, expected problem)
+BAD_RECORDS = [
+    ("no_image", {"image_name": b"x", "target": b"photo"}, "record 1: has no `image` feature"),
+    ("not_an_image", {"image": b"hello, not a jpeg"}, "record 1: its `image` is not a JPEG"),
+    ("png", {"image": png_256()}, "record 1: its `image` is not a JPEG"),
+    ("grey", {"image": grey_jpeg()}, "record 1: its image is not 256x256 RGB"),
+    ("small", {"image": tf.io.encode_jpeg(random_images(1, 64)[0]).numpy()},
+     "record 1: its image is not 256x256 RGB"),
+    ("corrupt_jpeg", {"image": tf.io.encode_jpeg(random_images(1, 256)[0]).numpy()[:600]},
+     "record 1: is not a tf.train.Example, or its JPEG is corrupt"),
+]
+
+
+@pytest.mark.parametrize("name, features, problem", BAD_RECORDS, ids=[b[0] for b in BAD_RECORDS])
+def test_a_bad_record_fails_naming_it_or_is_skipped(tmp_path, name, features, problem):
+    path = write_records(tmp_path / f"{name}.tfrec", features=[good_record(0), features, good_record(2)])
+    with pytest.raises(data.DataError, match=f"{name}.tfrec {problem}.*--on-bad-record skip"):
+        data.scan_records([str(path)])
+    records = data.scan_records([str(path)], "skip")
+    assert records.count == 2 and len(records.problems) == 1
+    names = [n.decode() for _, n in data.read_images(records, with_names=True).as_numpy_iterator()]
+    assert names == ["ok0", "ok2"]
+
+
+def test_a_record_that_is_not_an_example(tmp_path):
+    path = tmp_path / "raw.tfrec"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(b"\xff\x00 not a protocol buffer")
+    with pytest.raises(data.DataError, match="raw.tfrec record 0: is not a tf.train.Example"):
+        data.scan_records([str(path)])
+
+
+def test_a_truncated_file_fails_or_keeps_the_records_before_the_damage(tmp_path):
+    path = write_records(tmp_path / "cut.tfrec", features=[good_record(i) for i in range(3)])
+    content = path.read_bytes()
+    path.write_bytes(content[:len(content) - 100])  # the third record loses its end
+    with pytest.raises(data.DataError, match="cut.tfrec record 2: cannot be read, the file is truncated"):
+        data.scan_records([str(path)])
+    assert data.scan_records([str(path)], "skip").count == 2
+
+
+def test_empty_files_and_files_that_are_no_tfrecords(tmp_path):
+    empty = tmp_path / "empty.tfrec"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.tfrec"
+    garbage.write_bytes(b"garbage" * 10)
+    good = write_records(tmp_path / "good.tfrec", features=[good_record()])
+    with pytest.raises(data.DataError, match="empty.tfrec: holds no records"):
+        data.scan_records([str(empty), str(good)])
+    with pytest.raises(data.DataError, match="garbage.tfrec record 0: cannot be read"):
+        data.scan_records([str(garbage), str(good)])
+    records = data.scan_records([str(empty), str(garbage), str(good)], "skip")
+    assert records.count == 1 and len(records.problems) == 2
+    with pytest.raises(data.DataError, match="Nothing usable in .*empty.tfrec"):
+        data.scan_records([str(empty)], "skip")
+
+
+def test_training_skips_and_reports_bad_records(tiny_config, data_dir, tmp_path, capfd):
+    folder = tmp_path / "data"
+    for domain in ("monet", "photo"):
+        (folder / f"{domain}_tfrec").mkdir(parents=True)
+        for f in (data_dir / f"{domain}_tfrec").iterdir():
+            (folder / f"{domain}_tfrec" / f.name).write_bytes(f.read_bytes())
+    write_records(folder / "monet_tfrec" / "bad.tfrec", features=[{"image": b"junk"}])
+    config = tiny_config.replace(data_dir=str(folder), export=False)
+    with pytest.raises(data.DataError, match="bad.tfrec record 0: its `image` is not a JPEG"):
+        train.train(config, tmp_path / "run_fail")
+    assert not (tmp_path / "run_fail" / "checkpoints").exists()
+    train.train(config.replace(on_bad_record="skip"), tmp_path / "run_skip")
+    assert "Left out 1 unusable records or files (--on-bad-record skip)." in capfd.readouterr().out
+
+
+def test_fewer_usable_paintings_than_one_batch(tiny_config, tmp_path):
+    folder = tmp_path / "data"
+    write_records(folder / "monet_tfrec" / "m.tfrec", features=[good_record(0), {"image": b"x"}])
+    write_records(folder / "photo_tfrec" / "p.tfrec", features=[good_record(1)])
+    config = tiny_config.replace(data_dir=str(folder), on_bad_record="skip")
+    with pytest.raises(data.DataError, match="holds 1 usable paintings, fewer than one global batch of 2"):
+        data.training_records(config, 2)
+
+
+# --- image files and zips (export, evaluate, make_tfrecords) ---
+
+def image_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    (folder / "a.png").write_bytes(png_256())
+    (folder / "b.jpg").write_bytes(grey_jpeg())  # grey is fine for image files: made RGB
+    (folder / "c.jpg").write_bytes(b"\xff\xd8 a broken jpeg")
+    (folder / "d.png").write_bytes(b"")
+    return folder
+
+
+def test_image_files_that_do_not_decode(tmp_path):
+    folder = image_folder(tmp_path)
+    with pytest.raises(data.DataError, match="c.jpg: not a readable JPEG or PNG .*--on-bad-record skip"):
+        data.scan_image_files(data.list_images(str(folder)))
+    good = data.scan_image_files(data.list_images(str(folder)), "skip")
+    assert [p.rsplit("/", 1)[1] for p in good] == ["a.png", "b.jpg"]
+
+
+def test_an_image_that_would_decode_to_gigabytes_is_refused_undecoded(tmp_path):
+    png = bytearray(png_256())
+    png[16:24] = (100_000).to_bytes(4, "big") * 2  # the header claims 100000 x 100000
+    path = tmp_path / "bomb.png"
+    path.write_bytes(bytes(png))
+    with pytest.raises(data.DataError, match="bomb.png is not a readable JPEG or PNG image .*pixels"):
+        data.read_image_file(str(path))
+
+
+def test_make_tfrecords_writes_nothing_unless_every_image_is_usable(tmp_path):
+    folder = image_folder(tmp_path)
+    with pytest.raises(data.DataError, match="c.jpg: not a readable"):
+        make_tfrecords.write_tfrecords(str(folder), str(tmp_path / "out"), "photo")
+    assert not (tmp_path / "out").exists()  # checked before anything was written
+    files = make_tfrecords.write_tfrecords(str(folder), str(tmp_path / "out"), "photo", on_bad_record="skip")
+    assert [f.name for f in files] == ["photo00-2.tfrec"]
+    assert data.scan_records([str(f) for f in files]).count == 2
+
+
+def write_zip(path, entries):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, content in entries.items():
+            archive.writestr(name, content)
+    return path
+
+
+def test_zips_with_unsafe_names_non_images_or_broken_images(tmp_path):
+    jpeg = tf.io.encode_jpeg(random_images(1, 64)[0]).numpy()
+    path = write_zip(tmp_path / "mixed.zip", {"ok.jpg": jpeg, "../escape.jpg": jpeg, "notes.txt": b"hi",
+                                              "broken.png": b"\x89PNG broken"})
+    with pytest.raises(data.DataError, match=r"entry '../escape.jpg' has a path leading out"):
+        evaluate.ImageSet(str(path))
+    image_set = evaluate.ImageSet(str(path), "skip")
+    assert image_set.count == 1 and image_set.members == ["ok.jpg"]
+    assert [i.shape for i in image_set.dataset().as_numpy_iterator()] == [(64, 64, 3)]
+
+
+def test_a_zip_entry_that_expands_beyond_the_cap_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_IMAGE_BYTES", 10_000)
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("big.png", b"\0" * 1_000_000)  # 1 MB of zeros: a few kB compressed
+        archive.writestr("ok.jpg", tf.io.encode_jpeg(random_images(1, 32)[0]).numpy())
+    assert path.stat().st_size < 10_000
+    with pytest.raises(data.DataError, match="entry 'big.png' expands to 1000000 bytes"):
+        evaluate.ImageSet(str(path))
+    assert evaluate.ImageSet(str(path), "skip").count == 1
+
+
+def test_export_skips_unreadable_photos_when_asked(tmp_path, tiny_config):
+    from monet_gan import networks
+
+    folder = image_folder(tmp_path)
+    generator = networks.build_generator(tiny_config)
+    with pytest.raises(data.DataError, match="c.jpg: not a readable"):
+        export.write_images_zip(generator, tiny_config, str(folder), tmp_path / "x.zip")
+    assert not (tmp_path / "x.zip").exists()
+    assert export.write_images_zip(generator, tiny_config, str(folder), tmp_path / "x.zip",
+                                   on_bad_record="skip") == 2

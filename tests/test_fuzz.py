@@ -1,0 +1,108 @@
+"""Property-based: random and mutated bytes given to the record and image readers. Every
+outcome is either a correct result or the tool's own DataError, never a raw exception."""
+
+import io
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from conftest import random_images, write_records
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from monet_gan import data, evaluate
+
+SETTINGS = settings(max_examples=25, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+JPEG = tf.io.encode_jpeg(random_images(1, 256, seed=3)[0], quality=90).numpy()
+PNG = tf.io.encode_png(random_images(1, 40, seed=4)[0]).numpy()
+
+
+def _valid_tfrecord_file() -> bytes:
+    path = Path(tempfile.mkdtemp()) / "valid.tfrec"
+    return write_records(path, features=[{"image_name": b"a", "image": JPEG, "target": b"p"}] * 2).read_bytes()
+
+
+def _valid_zip() -> bytes:
+    content = io.BytesIO()
+    with zipfile.ZipFile(content, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("a.jpg", JPEG)
+        archive.writestr("b.png", PNG)
+    return content.getvalue()
+
+
+TFRECORD_FILE = _valid_tfrecord_file()
+ZIP = _valid_zip()
+
+
+def mutated(original: bytes):
+    """`original` with some bytes overwritten, cut short, or with bytes inserted."""
+    return st.one_of(
+        st.lists(st.tuples(st.integers(0, len(original) - 1), st.integers(0, 255)), min_size=1,
+                 max_size=20).map(lambda edits: _overwrite(original, edits)),
+        st.integers(0, len(original)).map(lambda n: original[:n]),
+        st.tuples(st.integers(0, len(original)), st.binary(min_size=1, max_size=64)).map(
+            lambda p: original[:p[0]] + p[1] + original[p[0]:]),
+    )
+
+
+def _overwrite(original: bytes, edits) -> bytes:
+    content = bytearray(original)
+    for index, value in edits:
+        content[index] = value
+    return bytes(content)
+
+
+def assert_good_or_data_error(read):
+    try:
+        return read()
+    except data.DataError:
+        return None
+
+
+@SETTINGS
+@given(image=st.one_of(st.binary(max_size=300), mutated(JPEG)))
+def test_record_images_of_any_bytes(tmp_path, image):
+    path = write_records(tmp_path / "r.tfrec", features=[{"image_name": b"a", "image": image, "target": b"p"}])
+    records = assert_good_or_data_error(lambda: data.scan_records([str(path)]))
+    if records is not None:  # accepted: then it reads as the 256x256 RGB image it is
+        decoded = next(data.read_images(records).as_numpy_iterator())
+        np.testing.assert_array_equal(decoded, tf.io.decode_jpeg(image).numpy())
+    skipped = assert_good_or_data_error(lambda: data.scan_records([str(path)], "skip"))
+    assert (skipped is None) == (records is None)
+
+
+@SETTINGS
+@given(content=st.one_of(st.binary(max_size=400), mutated(TFRECORD_FILE)))
+def test_tfrecord_files_of_any_bytes(tmp_path, content):
+    path = tmp_path / "f.tfrec"
+    path.write_bytes(content)
+    for policy in data.BAD_RECORD_POLICIES:
+        records = assert_good_or_data_error(lambda: data.scan_records([str(path)], policy))
+        if records is not None:
+            images = list(data.read_images(records).as_numpy_iterator())
+            assert len(images) == records.count and all(i.shape == (256, 256, 3) for i in images)
+
+
+@SETTINGS
+@given(content=st.one_of(st.binary(max_size=300), mutated(JPEG), mutated(PNG)))
+def test_image_files_of_any_bytes(tmp_path, content):
+    path = tmp_path / "i.png"
+    path.write_bytes(content)
+    image = assert_good_or_data_error(lambda: data.read_image_file(str(path)))
+    if image is not None:
+        assert image.dtype == tf.uint8 and image.shape[2] == 3
+    good = assert_good_or_data_error(lambda: data.scan_image_files([str(path)], "skip"))
+    assert (good is not None) == (image is not None)
+
+
+@SETTINGS
+@given(content=st.one_of(st.binary(max_size=300), mutated(ZIP)))
+def test_zips_of_any_bytes(tmp_path, content):
+    path = tmp_path / "z.zip"
+    path.write_bytes(content)
+    image_set = assert_good_or_data_error(lambda: evaluate.ImageSet(str(path), "skip"))
+    if image_set is not None:
+        assert len(list(image_set.dataset().as_numpy_iterator())) == image_set.count

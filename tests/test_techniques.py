@@ -1,0 +1,139 @@
+"""The quality techniques of the config: each trains with finite losses at tiny size and
+does what it says."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import random_images
+
+from monet_gan import checkpoints, cyclegan, diffaugment, export, networks, train
+from monet_gan import config as config_lib
+from monet_gan.files import write_atomically
+
+
+def images(count=2, size=32, seed=0):
+    return tf.constant(random_images(count, size, seed) / 127.5 - 1.0, tf.float32)
+
+
+@pytest.mark.parametrize("changes", [
+    {"diffaugment": "color,translation,cutout", "history_size": 1, "lr_decay_start": 0.5,
+     "adversarial_loss": "lsgan", "identity_weight": 0.0, "cycle_weight": 5.0},
+    {"generator": "resnet", "diffaugment": "translation", "diffaugment_strength": 0.5},
+], ids=["unet+diffaugment+history+decay+lsgan+identity0", "resnet+translation"])
+def test_techniques_train_with_finite_losses_and_checkpoint_their_state(tiny_config, changes, tmp_path):
+    config = tiny_config.replace(**changes)
+    keras.utils.set_random_seed(0)
+    model = cyclegan.build_cyclegan(config, total_steps=4)
+    for i in range(2):  # eager: tracing costs more than two tiny steps
+        losses = model.train_step((images(seed=i), images(seed=10 + i)))
+    assert set(losses) == set(cyclegan.LOSS_NAMES)
+    assert all(np.isfinite(float(v)) for v in losses.values())
+    if changes.get("identity_weight") == 0.0:
+        assert float(losses["identity_loss"]) == 0.0
+
+    path = checkpoints.make_checkpoint(model, tf.Variable(2, dtype=tf.int64)).save(str(tmp_path / "c"))
+    saved = {name for name, _ in tf.train.list_variables(path)}
+    assert any("augment_random_state" in n for n in saved)
+    assert any("image_history" in n for n in saved) == bool(config.history_size)
+    restored = cyclegan.build_cyclegan(config, total_steps=4)
+    checkpoints.make_checkpoint(restored, tf.Variable(0, dtype=tf.int64)).restore(path).assert_consumed()
+    np.testing.assert_array_equal(restored.seed_generator.state.numpy(), model.seed_generator.state.numpy())
+    if config.history_size:
+        np.testing.assert_array_equal(restored.histories["monet"].images.numpy(),
+                                      model.histories["monet"].images.numpy())
+
+
+def test_least_squares_loss_values():
+    logits = tf.constant([[[[2.0]], [[0.0]]]])  # one example, two patches
+    np.testing.assert_allclose(cyclegan.adversarial_loss(logits, True, "lsgan"), [(1 + 1) / 2])
+    np.testing.assert_allclose(cyclegan.adversarial_loss(logits, False, "lsgan"), [(4 + 0) / 2])
+
+
+def test_diffaugment_keeps_shape_passes_gradients_and_is_off_at_strength_zero():
+    seed = keras.random.SeedGenerator(0)
+    x = images(4)
+    policy = diffaugment.parse_policy("color,translation,cutout")
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = diffaugment.diff_augment(x, policy, 1.0, seed)
+        total = tf.reduce_sum(y)
+    assert y.shape == x.shape
+    assert not np.allclose(y, x)
+    assert float(tf.reduce_max(tf.abs(tape.gradient(total, x)))) > 0  # the generators learn through it
+    np.testing.assert_allclose(diffaugment.diff_augment(x, policy, 0.0, seed), x, atol=1e-6)
+
+
+def test_translation_moves_pixels_and_fills_with_zeros():
+    x = tf.ones([8, 16, 16, 3])
+    y = diffaugment.translation(x, 1.0, keras.random.SeedGenerator(1)).numpy()
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert (y == 0).any() and (y == 1).sum() >= 8 * 14 * 14 * 3  # at most 2 of 16 pixels shift out
+
+
+def test_cutout_zeroes_one_square_of_half_the_size():
+    y = diffaugment.cutout(tf.ones([16, 16, 16, 3]), 1.0, keras.random.SeedGenerator(2)).numpy()
+    zeroed = (y[..., 0] == 0).sum(axis=(1, 2))
+    assert zeroed.max() == 64 and zeroed.min() >= 0  # 8x8, clipped where it leaves the image
+
+
+def test_image_history_fills_then_swaps_half_the_time():
+    history = cyclegan.ImageHistory(size=4, image_size=8, name="test_history")
+    seed = keras.random.SeedGenerator(3)
+    for i in range(4):  # filling: every image passes and is kept
+        out = history.query(tf.fill([1, 8, 8, 3], float(i)), seed)
+        assert float(out[0, 0, 0, 0]) == i
+    assert int(history.count.numpy()) == 4
+    outputs = [float(history.query(tf.fill([1, 8, 8, 3], 100.0 + i), seed)[0, 0, 0, 0]) for i in range(200)]
+    from_history = sum(o < 100 + i for i, o in enumerate(outputs))
+    assert 60 < from_history < 140  # about half
+    assert sorted(np.unique(history.images.numpy()[:, 0, 0, 0]))[0] >= 0
+
+
+def test_learning_rate_is_constant_then_falls_linearly_to_zero():
+    schedule = cyclegan.ConstantThenLinearDecay(2e-4, total_steps=100, decay_start=60)
+    rates = [float(schedule(s)) for s in (0, 60, 80, 100, 120)]
+    np.testing.assert_allclose(rates, [2e-4, 2e-4, 1e-4, 0.0, 0.0], atol=1e-10)
+
+
+def test_resnet_generator_is_the_papers_design():
+    config = config_lib.kaggle().replace(generator="resnet")
+    generator = networks.build_generator(config)
+    assert generator.output_shape == (None, 256, 256, 3)
+    assert sum(layer.name.startswith("res") and layer.name[3:].isdigit() for layer in generator.layers) == 9
+    assert generator.count_params() == 11_383_427  # the paper's 11.4 M (norm scales, no conv biases)
+    assert networks.resnet_blocks(128) == 6
+    padded = networks.ReflectionPadding2D(1)(tf.reshape(tf.range(9.0), [1, 3, 3, 1]))
+    np.testing.assert_array_equal(padded[0, :, :, 0][0], [4.0, 3.0, 4.0, 5.0, 4.0])
+
+
+def test_test_time_augmentation_averages_the_mirror_image(tiny_config):
+    generator = networks.build_generator(tiny_config)
+    photos = tf.constant(random_images(2, 32, seed=4))
+    x = tf.cast(photos, tf.float32) / 127.5 - 1.0  # 32 px in, so no resizing
+    expected = 0.5 * (generator(x) + tf.reverse(generator(tf.reverse(x, [2])), [2]))
+    got = export.translate(generator, photos, 32, tta=True).numpy().astype(int)
+    assert np.abs(got - ((expected.numpy() + 1) * 127.5).round().clip(0, 255)).max() <= 1
+    assert not np.array_equal(got, export.translate(generator, photos, 32).numpy())
+
+
+def test_export_uses_the_best_checkpoint_when_there_is_one(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    write_atomically(run_dir / train.CONFIG_FILE, tiny_config.to_json().encode())
+    generators = {}
+    for folder in (train.CHECKPOINT_DIR, train.BEST_CHECKPOINT_DIR):
+        generators[folder] = networks.build_generator(tiny_config, name="photo_to_monet")
+        tf.train.CheckpointManager(tf.train.Checkpoint(photo_to_monet=generators[folder]),
+                                   str(run_dir / folder), 1).save(checkpoint_number=2)
+    for which, folder in (("best", train.BEST_CHECKPOINT_DIR), ("newest", train.CHECKPOINT_DIR)):
+        loaded = export.load_generator(run_dir, tiny_config, which)
+        np.testing.assert_array_equal(loaded.weights[0].numpy(), generators[folder].weights[0].numpy())
+
+
+def test_bad_technique_values_are_config_errors():
+    for changes, message in [({"generator": "vit"}, "generator must be one of unet, resnet"),
+                             ({"diffaugment": "color,blur"}, "diffaugment .* may name"),
+                             ({"lr_decay_start": 1.5}, "lr_decay_start must be in"),
+                             ({"adversarial_loss": "wgan"}, "adversarial_loss must be one of")]:
+        with pytest.raises(config_lib.ConfigError, match=message):
+            config_lib.tiny().replace(**changes)
