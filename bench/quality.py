@@ -129,7 +129,7 @@ def table(rows: list[dict], baseline_fid: float) -> str:
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
         lines.append(
             f"| {name} | {changes} | {len(runs)} | {fid:.2f} | "
-            f"{' / '.join(f'{r['fid']:.2f}' for r in runs)} | "
+            f"{' / '.join(format(r['fid'], '.2f') for r in runs)} | "
             f"{statistics.mean(r['mifid'] for r in runs):.2f} | {fid - baseline_fid:+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
     return "\n".join(lines)
