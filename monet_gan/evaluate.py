@@ -12,7 +12,6 @@ import argparse
 import hashlib
 import io
 import json
-import os
 import sys
 import time
 import zipfile

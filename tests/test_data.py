@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_images, write_records
 
 from monet_gan import config as config_lib
 from monet_gan import data
