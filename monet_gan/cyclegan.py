@@ -52,7 +52,7 @@ class ImageHistory:
     def query(self, fakes: tf.Tensor, seed) -> tf.Tensor:
         fakes = tf.stop_gradient(tf.cast(fakes, tf.float32))
         choices = keras.random.uniform([fakes.shape[0]], seed=seed)
-        slots = tf.cast(tf.floor(keras.random.uniform([fakes.shape[0]], 0, self.size, seed=seed)), tf.int32)
+        slots = diffaugment.random_ints([fakes.shape[0]], self.size, seed)
         outputs = []
         for i in range(fakes.shape[0]):  # the per-replica batch: small and static
             fake = fakes[i]

@@ -26,6 +26,11 @@ def _uniform(batch, seed, low, high):
     return keras.random.uniform([batch, 1, 1, 1], low, high, seed=seed)
 
 
+def random_ints(shape, high: int, seed) -> tf.Tensor:
+    """Integers drawn uniformly from [0, high), as int32."""
+    return tf.cast(tf.floor(keras.random.uniform(shape, 0, high, seed=seed)), tf.int32)
+
+
 def color(x, strength: float, seed):
     """Random brightness (+-0.5), saturation (x0..2) and contrast (x0.5..1.5) per image."""
     batch = tf.shape(x)[0]
@@ -43,8 +48,7 @@ def translation(x, strength: float, seed, ratio: float = 0.125):
     if shift == 0:
         return x
     batch = tf.shape(x)[0]
-    offsets = [tf.cast(tf.floor(keras.random.uniform([batch, 1], 0, 2 * shift + 1, seed=seed)), tf.int32)
-               for _ in range(2)]
+    offsets = [random_ints([batch, 1], 2 * shift + 1, seed) for _ in range(2)]
     padded = tf.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
     rows = tf.range(size)[None, :] + offsets[0]  # [batch, size], indexes into the padded image
     cols = tf.range(size)[None, :] + offsets[1]
@@ -59,8 +63,7 @@ def cutout(x, strength: float, seed, ratio: float = 0.5):
     if side == 0:
         return x
     batch = tf.shape(x)[0]
-    corners = [tf.cast(tf.floor(keras.random.uniform([batch, 1, 1], 0, size + side, seed=seed)), tf.int32)
-               - side for _ in range(2)]
+    corners = [random_ints([batch, 1, 1], size + side, seed) - side for _ in range(2)]
     rows = tf.range(size)[None, :, None]
     cols = tf.range(size)[None, None, :]
     inside = ((rows >= corners[0]) & (rows < corners[0] + side)
