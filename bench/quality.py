@@ -1,21 +1,33 @@
 """Painting quality of training variants, side by side, at equal compute.
 
-    python bench/quality.py [--size 64] [--width 32] [--steps 600] [--seeds 0,1]
-                            [--photos 300] [--variants tutorial,augment,...] [--out bench/QUALITY.md]
+    python bench/quality.py [--size 64] [--width 32] [--steps 600] [--stages 1] [--seeds 0,1]
+                            [--photos 300] [--variants tutorial,augment,...] [--jobs 1]
+                            [--results DIR] [--score-only] [--no-score] [--final-only]
+                            [--time-only] [--out bench/QUALITY.md]
 
 Each variant trains from scratch for the same number of steps on the competition data beside
-the checkout (../shared/data/gan-getting-started) with 60 of the 300 Monet paintings held out
-(every fifth by name); then the first --photos photos are translated and scored with
-monet_gan.evaluate (FID and MiFID) against the 60 held-out paintings, which no variant trained
-on. Each run is a process of its own. Also timed: seconds per training step of each variant.
+the checkout (../shared/data/gan-getting-started, or --data) with 60 of the 300 Monet
+paintings held out (every fifth by name). After --steps/--stages, 2 x --steps/--stages, ...
+steps (the run's own checkpoints) the first --photos photos are translated at the training
+size and kept as JPEGs, then scored with monet_gan.evaluate (FID and MiFID) against the 60
+held-out paintings, which no variant trained on. Each run is a process of its own, --jobs of
+them at a time. Also timed: seconds per training step of each variant, in its own process
+(under the load of the others; `--time-only` times every variant alone, on the sample data).
 
 The `tutorial` variant is the public tutorial's recipe (no input augmentation, BCE, U-Net,
-identity weight 5, constant rate); every other variant changes one thing, and `best` combines
-every change that beat the tutorial by more than the seed-to-seed spread (or the best single
-one when none did).
+identity weight 5, constant rate); every other variant changes one thing, `tta` scores the
+tutorial's own runs with test-time augmentation, and `combo` is the recipe of the top entries
+(all of augment, DiffAugment, LSGAN, history and the rate decay). When --best is given, `best`
+runs afterwards with every change that beat the tutorial by more than the seed-to-seed spread.
+
+--results keeps every run's translations and timings; a run whose results are there already
+is not run again, so an interrupted benchmark continues, and `--no-score` followed by
+`--score-only` splits training (on a machine with many cores) from scoring (where the
+Inception weights are).
 """
 
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -23,6 +35,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import zipfile
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -41,22 +54,27 @@ VARIANTS = {
     "resnet": {"augment": False, "generator": "resnet"},
     "identity0": {"augment": False, "identity_weight": 0.0},
     "tta": {"augment": False, "export_tta": True},
+    "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
+              "history_size": 50, "lr_decay_start": 0.5},
 }
+# Variants that change only the export: scored from another variant's runs, not trained.
+EXPORT_ONLY = {"tta": "tutorial"}
 
 
-def split_monet_records(workdir: Path) -> tuple[Path, Path]:
+def split_monet_records(data_dir: Path, workdir: Path) -> tuple[Path, Path]:
     """A data folder with 240 Monet paintings and all photos, and a folder of the 60 others."""
     import tensorflow as tf
 
     from monet_gan import data
 
-    files = data.domain_files(str(DATA), "monet")
+    files = data.domain_files(str(data_dir), "monet")
     records = sorted(tf.data.TFRecordDataset(files).as_numpy_iterator(),
                      key=lambda r: data.parse_record(r)["image_name"].numpy())
     train_dir, held_out = workdir / "data", workdir / "held_out"
-    (train_dir / "monet_tfrec").mkdir(parents=True)
-    held_out.mkdir()
-    (train_dir / "photo_tfrec").symlink_to(DATA / "photo_tfrec")
+    (train_dir / "monet_tfrec").mkdir(parents=True, exist_ok=True)
+    held_out.mkdir(exist_ok=True)
+    if not (train_dir / "photo_tfrec").exists():
+        (train_dir / "photo_tfrec").symlink_to((data_dir / "photo_tfrec").resolve())
     with tf.io.TFRecordWriter(str(train_dir / "monet_tfrec" / "train.tfrec")) as train_writer, \
             tf.io.TFRecordWriter(str(held_out / "held_out.tfrec")) as held_out_writer:
         for i, record in enumerate(records):
@@ -64,140 +82,273 @@ def split_monet_records(workdir: Path) -> tuple[Path, Path]:
     return train_dir, held_out
 
 
-def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, held_out: Path,
-                workdir: Path) -> dict:
-    """Trains and scores one variant in this process (called in a fresh process)."""
-    import numpy as np
+def run_name(name: str, seed: int) -> str:
+    return f"{name}-seed{seed}"
+
+
+def seconds_per_step(config, model) -> float:
+    """The median of 10 training steps, traced first, on one batch."""
     import tensorflow as tf
 
-    from monet_gan import config as config_lib
-    from monet_gan import data, evaluate, export, train
+    from monet_gan import data
 
-    config = config_lib.kaggle().replace(
-        image_size=args.size, generator_filters=args.width, critic_filters=args.width,
-        epochs=1, steps_per_epoch=args.steps, data_dir=str(train_dir),
-        export=False, fid_every=0, seed=seed, sample_images=2, **changes)
-    run_dir = workdir / f"{name}-{seed}"
-    start = time.perf_counter()
-    model = train.train(config, run_dir)
-    train_seconds = time.perf_counter() - start
-
-    # Seconds per step, after the run (traced already): the median of 10.
-    batch = next(iter(data.training_dataset(config, 1)))
+    batch = next(iter(data.training_dataset(config, config.batch_size)))
     step = tf.function(model.train_step)
-    step(batch)
+    float(step(batch)["cycle_loss"])
     times = []
     for _ in range(10):
         begin = time.perf_counter()
         float(step(batch)["cycle_loss"])
         times.append(time.perf_counter() - begin)
+    return statistics.median(times)
 
-    photos = data.scan_records(data.domain_files(str(DATA), "photo"))
-    images = np.stack(list(data.read_images(photos).take(args.photos).as_numpy_iterator()))
+
+def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, results: Path,
+                workdir: Path) -> None:
+    """Trains one variant (called in a fresh process) and writes, into `results`, a zip of
+    JPEG paintings per stage (and per export-only variant built on it) and a JSON of timings."""
+    import tensorflow as tf
+
+    from monet_gan import checkpoints, data, export, train
+    from monet_gan import config as config_lib
+
+    stage_steps = args.steps // args.stages
+    config = config_lib.kaggle().replace(
+        image_size=args.size, generator_filters=args.width, critic_filters=args.width,
+        epochs=args.stages, steps_per_epoch=stage_steps, checkpoints_to_keep=args.stages,
+        data_dir=str(train_dir), export=False, fid_every=0, seed=seed, sample_images=2, **changes)
+    run_dir = workdir / run_name(name, seed)
+    start = time.perf_counter()
+    model = train.train(config, run_dir)
+    train_seconds = time.perf_counter() - start
+
+    photos = data.scan_records(data.domain_files(str(args.data), "photo"))
+    photos = data.read_images(photos).take(args.photos).batch(32)
+    photos = [tf.image.resize(batch, [args.size] * 2, method="area", antialias=True)
+              for batch in photos]  # as export.translate resizes them
+    exports = {name: False, **{derived: True for derived, base in EXPORT_ONLY.items()
+                               if base == name and derived in args.variant_names}}
     generator = model.photo_to_monet
-    paintings = np.concatenate([export.translate(generator, images[i:i + 32], args.size,
-                                                 config.export_tta).numpy()
-                                for i in range(0, len(images), 32)])
-    real = evaluate.ImageSet(str(held_out)).features(cache=True)
-    scores = evaluate.score(evaluate.inception_features(paintings, progress=False), real)
-    return {"variant": name, "seed": seed, **scores, "seconds_per_step": statistics.median(times),
-            "train_seconds": train_seconds}
+    for step in checkpoints.checkpoint_steps(run_dir / train.CHECKPOINT_DIR):
+        path = run_dir / train.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
+        tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
+        for export_name, tta in exports.items():
+            paintings = tf.concat([export.translate(generator, batch, args.size, tta)
+                                   for batch in photos], axis=0)
+            with zipfile.ZipFile(results / f"{run_name(export_name, seed)}-step{step}.zip", "w") as archive:
+                for i, painting in enumerate(paintings):
+                    archive.writestr(f"{i:04d}.jpg", tf.io.encode_jpeg(painting, quality=95).numpy())
+    timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds}
+    for export_name in exports:
+        (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
+            {"variant": export_name, "seed": seed, **timing,
+             "changes": changes if export_name == name else VARIANTS[export_name]}))
 
 
-def in_subprocess(name: str, changes: dict, seed: int, args, train_dir, held_out, workdir) -> dict:
-    spec = {"name": name, "changes": changes, "seed": seed, "train_dir": str(train_dir),
-            "held_out": str(held_out), "workdir": str(workdir)}
-    command = [sys.executable, __file__, "--size", str(args.size), "--width", str(args.width),
-               "--steps", str(args.steps), "--photos", str(args.photos), "--run", json.dumps(spec)]
-    result = subprocess.run(command, capture_output=True, text=True)
+def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir) -> None:
+    spec = {"name": name, "changes": VARIANTS.get(name) or args.best_changes, "seed": seed,
+            "train_dir": str(train_dir), "results": str(results), "workdir": str(workdir)}
+    command = [sys.executable, __file__, "--data", str(args.data), "--size", str(args.size),
+               "--width", str(args.width), "--steps", str(args.steps), "--stages", str(args.stages),
+               "--photos", str(args.photos), "--variants", ",".join(args.variant_names),
+               "--run", json.dumps(spec)]
+    threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
+    env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
+           "OMP_NUM_THREADS": threads}
+    begin = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{name} (seed {seed}) failed:\n{result.stderr[-3000:]}")
-    row = json.loads(result.stdout.strip().splitlines()[-1])
-    print(f"{name:12s} seed {seed}: FID {row['fid']:7.2f}  MiFID {row['mifid']:7.2f}  "
-          f"{row['seconds_per_step']:.3f} s/step", flush=True)
-    return row
+    print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
-def table(rows: list[dict], baseline_fid: float) -> str:
-    lines = ["| variant | changes | seeds | FID (mean) | FID per seed | MiFID (mean) | vs tutorial | s/step |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+def score_results(results: Path, held_out: Path, final_only: bool = False) -> list[dict]:
+    """One row per variant, seed and stage (the last stage only with `final_only`): FID and
+    MiFID of its paintings against `held_out`. Features are kept beside each zip (Inception
+    takes about a minute per 300 images on 2 cores)."""
+    import numpy as np
+
+    from monet_gan import evaluate
+
+    real = evaluate.ImageSet(str(held_out)).features(cache=True)
+    rows = []
+    for timing_file in sorted(results.glob("*.json")):
+        timing = json.loads(timing_file.read_text())
+        stages = sorted(results.glob(f"{timing_file.stem}-step*.zip"),
+                        key=lambda path: int(path.stem.rsplit("-step", 1)[1]))
+        for paintings in stages[-1:] if final_only else stages:
+            step = int(paintings.stem.rsplit("-step", 1)[1])
+            features_file = paintings.with_suffix(".features.npy")
+            if not features_file.exists():
+                np.save(features_file, evaluate.ImageSet(str(paintings)).features())
+            generated = np.load(features_file)
+            rows.append({**timing, "step": step, **evaluate.score(generated, real)})
+    return rows
+
+
+def table(rows: list[dict]) -> tuple[str, dict]:
+    """The markdown table (FID per seed and stage, the final stage's mean against the
+    tutorial's) and the final stage's mean FID of every variant."""
+    final = max(r["step"] for r in rows)
+    steps = sorted({r["step"] for r in rows})
     by_variant = {}
     for row in rows:
         by_variant.setdefault(row["variant"], []).append(row)
-    for name, runs in by_variant.items():
-        fid = statistics.mean(r["fid"] for r in runs)
+
+    def mean(runs, key, step=final):
+        values = [r[key] for r in runs if r["step"] == step]
+        return statistics.mean(values) if values else float("nan")
+
+    means = {name: mean(runs, "fid") for name, runs in by_variant.items()}
+    baseline = means.get("tutorial", float("nan"))
+    lines = ["| variant | changes | seeds | " + " | ".join(f"FID at {s}" for s in steps)
+             + f" | FID per seed at {final} | MiFID at {final} | vs tutorial | s/step |",
+             "| --- " * (len(steps) + 7) + "|"]
+    for name, runs in sorted(by_variant.items(), key=lambda item: means[item[0]]):
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
+        finals = sorted((r for r in runs if r["step"] == final), key=lambda r: r["seed"])
         lines.append(
-            f"| {name} | {changes} | {len(runs)} | {fid:.2f} | "
-            f"{' / '.join(format(r['fid'], '.2f') for r in runs)} | "
-            f"{statistics.mean(r['mifid'] for r in runs):.2f} | {fid - baseline_fid:+.2f} | "
+            f"| {name} | {changes} | {len(finals)} | "
+            + " | ".join(f"{mean(runs, 'fid', s):.2f}" for s in steps)
+            + f" | {' / '.join(format(r['fid'], '.2f') for r in finals)} | "
+            f"{mean(runs, 'mifid'):.2f} | {means[name] - baseline:+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
+    return "\n".join(lines), means
+
+
+def seed_spread(rows: list[dict]) -> float:
+    """The largest FID difference between two seeds of one variant at the final stage."""
+    final = max(r["step"] for r in rows)
+    last = [r for r in rows if r["step"] == final]
+    spreads = [abs(a["fid"] - b["fid"]) for a in last for b in last
+               if a["variant"] == b["variant"] and a["seed"] < b["seed"]]
+    return max(spreads, default=0.0)
+
+
+def time_variants(args) -> str:
+    """A table of seconds per training step of every variant on this machine, in this process."""
+    from monet_gan import config as config_lib
+    from monet_gan import cyclegan
+
+    lines = ["| variant | s/step | vs tutorial |", "| --- | --- | --- |"]
+    times = {}
+    for name in dict.fromkeys(["tutorial", *args.variant_names]):
+        if name in EXPORT_ONLY:
+            continue
+        config = config_lib.kaggle().replace(
+            image_size=args.size, generator_filters=args.width, critic_filters=args.width,
+            data_dir=str(config_lib.SAMPLE_DATA_DIR), **VARIANTS[name])
+        times[name] = seconds_per_step(config, cyclegan.build_cyclegan(config, total_steps=args.steps))
+        lines.append(f"| {name} | {times[name]:.3f} | {times[name] / times['tutorial']:.2f}x |")
+        print(lines[-1], flush=True)
     return "\n".join(lines)
+
+
+def plan_runs(names: list[str], seeds: list[int], repeat: set[str]) -> list[tuple[str, int]]:
+    """(variant, seed) of every training run: the tutorial with every seed, the others with
+    the first seed and, if in `repeat`, every seed; export-only variants are not trained."""
+    return [(name, seed) for seed in seeds for name in dict.fromkeys(["tutorial", *names])
+            if name not in EXPORT_ONLY and (seed == seeds[0] or name == "tutorial" or name in repeat)]
+
+
+def beat_the_tutorial(means: dict[str, float], noise: float) -> list[str]:
+    """The variants whose mean FID is below the tutorial's by more than `noise`, best first."""
+    return sorted((name for name in means if name not in ("tutorial", "best")
+                   and means["tutorial"] - means[name] > noise), key=means.get)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the competition data folder")
     parser.add_argument("--size", type=int, default=64, help="training image size")
     parser.add_argument("--width", type=int, default=32, help="filters of the first layers (kaggle: 64)")
     parser.add_argument("--steps", type=int, default=600, help="training steps of every variant")
+    parser.add_argument("--stages", type=int, default=1, help="also score after each 1/N of the steps")
     parser.add_argument("--seeds", default="0,1", help="every variant runs with each seed")
     parser.add_argument("--photos", type=int, default=300, help="photos translated and scored")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list; `best` is added")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
     parser.add_argument("--repeat", help="variants run with every seed (default: all); the tutorial always is")
+    parser.add_argument("--best", action="store_true",
+                        help="then run `best`: every change that beat the tutorial by more than the spread")
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time, sharing the cores")
+    parser.add_argument("--results", type=Path, help="keep translations and timings here (default: temporary)")
+    parser.add_argument("--no-score", action="store_true", help="train and translate only")
+    parser.add_argument("--score-only", action="store_true", help="score the runs in --results only")
+    parser.add_argument("--final-only", action="store_true", help="score the last stage only")
+    parser.add_argument("--time-only", action="store_true",
+                        help="only time a training step of every variant here (no data needed)")
     parser.add_argument("--out", help="also write the table (with the command) to this file")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.variant_names = [n for n in args.variants.split(",") if n]
     if args.run:
         spec = json.loads(args.run)
-        row = run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
-                          Path(spec["held_out"]), Path(spec["workdir"]))
-        print(json.dumps({**row, "changes": spec["changes"]}))
+        run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
+                    Path(spec["results"]), Path(spec["workdir"]))
         return 0
-    if not DATA.is_dir():
-        print(f"error: {DATA} is missing: this benchmark needs the competition data.", file=sys.stderr)
-        return 2
-
-    seeds = [int(s) for s in args.seeds.split(",")]
-    names = [n for n in args.variants.split(",") if n]
-    unknown = sorted(set(names) - set(VARIANTS))
+    unknown = sorted(set(args.variant_names) - set(VARIANTS))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
+    if args.time_only:
+        text = time_variants(args)
+        if args.out:
+            Path(args.out).write_text(f"`python bench/quality.py {' '.join(sys.argv[1:])}`\n\n{text}\n")
+        return 0
+    if not (args.data / "monet_tfrec").is_dir():
+        print(f"error: {args.data} holds no monet_tfrec/: this benchmark needs the competition data "
+              "(--data).", file=sys.stderr)
+        return 2
+    if args.score_only and not (args.results and args.results.is_dir()):
+        print("error: --score-only needs --results DIR from an earlier run.", file=sys.stderr)
+        return 2
+    if args.steps % args.stages:
+        print(f"error: --steps {args.steps} is not a multiple of --stages {args.stages}.", file=sys.stderr)
+        return 2
+
+    seeds = [int(s) for s in args.seeds.split(",")]
+    repeat = set(args.repeat.split(",")) if args.repeat else set(args.variant_names)
+    runs = plan_runs(args.variant_names, seeds, repeat)
     with tempfile.TemporaryDirectory(prefix="monet_quality_") as workdir:
         workdir = Path(workdir)
-        train_dir, held_out = split_monet_records(workdir)
-        # Every variant with the first seed; the tutorial with every seed (the noise), and
-        # with --repeat, those variants with every seed too.
-        repeat = set(args.repeat.split(",")) if args.repeat else set(names)
-        rows = [in_subprocess(name, VARIANTS[name], seed, args, train_dir, held_out, workdir)
-                for seed in seeds for name in ["tutorial", *[n for n in names if n != "tutorial"]]
-                if seed == seeds[0] or name == "tutorial" or name in repeat]
-
-        def mean_fid(name):
-            return statistics.mean(r["fid"] for r in rows if r["variant"] == name)
-
-        baseline = mean_fid("tutorial")
-        spreads = [abs(a["fid"] - b["fid"]) for a in rows for b in rows
-                   if a["variant"] == b["variant"] and a["seed"] < b["seed"]]
-        noise = max(spreads) if spreads else 0.0
-        winners = [n for n in names if n != "tutorial" and baseline - mean_fid(n) > noise]
-        best_single = min((n for n in names if n != "tutorial"), key=mean_fid, default=None)
-        chosen = winners or ([best_single] if best_single else [])
-        combined = {k: v for n in chosen for k, v in VARIANTS[n].items() if (k, v) != ("augment", False)}
-        combined.setdefault("augment", False)
-        if chosen:
-            rows += [in_subprocess("best", combined, seed, args, train_dir, held_out, workdir)
-                     for seed in seeds]
+        results = args.results or workdir / "results"
+        results.mkdir(parents=True, exist_ok=True)
+        train_dir, held_out = split_monet_records(args.data, workdir)
+        if not args.score_only:
+            train_all(runs, args, train_dir, results, workdir)
+        if args.no_score:
+            return 0
+        rows = score_results(results, held_out, args.final_only)
+        text, means = table(rows)
+        noise = seed_spread(rows)
+        winners = beat_the_tutorial(means, noise)
+        if args.best and not args.score_only:
+            chosen = winners or [min((n for n in means if n != "tutorial"), key=means.get)]
+            args.best_changes = {k: v for n in chosen for k, v in VARIANTS[n].items()
+                                 if (k, v) != ("augment", False)}
+            args.best_changes.setdefault("augment", False)
+            train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
+            rows = score_results(results, held_out, args.final_only)
+            text, means = table(rows)
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
-    report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; FID/MiFID of "
-              f"{args.photos} translated photos against the 60 held-out paintings. Largest "
-              f"seed-to-seed FID spread of any variant: {noise:.2f}. Beat the tutorial by more than "
-              f"that: {', '.join(winners) or 'none'}.\n\n{table(rows, baseline)}\n")
+    report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; "
+              f"FID/MiFID of {args.photos} translated photos against the 60 held-out paintings. "
+              f"Largest seed-to-seed FID spread of any variant: {noise:.2f}. Beat the tutorial by "
+              f"more than that: {', '.join(winners) or 'none'}.\n\n{text}\n")
     print("\n" + report)
     if args.out:
         Path(args.out).write_text(report)
     return 0
+
+
+def train_all(runs, args, train_dir: Path, results: Path, workdir: Path) -> None:
+    """Trains the runs that have no results yet, --jobs at a time."""
+    todo = [(name, seed) for name, seed in runs if not (results / f"{run_name(name, seed)}.json").exists()]
+    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+        for future in [pool.submit(in_subprocess, name, seed, args, train_dir, results, workdir)
+                       for name, seed in todo]:
+            future.result()
 
 
 if __name__ == "__main__":

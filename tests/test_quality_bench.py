@@ -1,0 +1,41 @@
+"""bench/quality.py's bookkeeping: which runs it trains, the table, and how it picks the
+variants that beat the tutorial (the benchmark itself needs the competition data and hours)."""
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "quality", Path(__file__).resolve().parent.parent / "bench" / "quality.py")
+quality = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(quality)
+
+
+def row(variant, seed, fid, step=1500):
+    return {"variant": variant, "seed": seed, "step": step, "fid": fid, "mifid": fid + 1.0,
+            "seconds_per_step": 0.3, "changes": quality.VARIANTS[variant]}
+
+
+def test_plan_trains_the_tutorial_with_every_seed_and_never_an_export_only_variant():
+    runs = quality.plan_runs(["lsgan", "tta", "history"], seeds=[0, 1], repeat={"lsgan"})
+    assert runs == [("tutorial", 0), ("lsgan", 0), ("history", 0), ("tutorial", 1), ("lsgan", 1)]
+
+
+def test_table_means_the_final_stage_and_the_spread_is_the_largest_seed_difference():
+    rows = [row("tutorial", 0, 100.0), row("tutorial", 1, 104.0), row("tutorial", 0, 150.0, step=500),
+            row("lsgan", 0, 90.0), row("lsgan", 1, 91.0), row("history", 0, 99.0)]
+    text, means = quality.table(rows)
+    assert means == {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0}
+    assert quality.seed_spread(rows) == 4.0
+    lines = text.splitlines()
+    assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 |")
+    assert lines[2].startswith("| lsgan |") and "| -11.50 |" in lines[2]  # best first
+    assert "| 150.00 | 102.00 | 100.00 / 104.00 |" in lines[-1]  # tutorial: stage means, per seed
+
+
+@pytest.mark.parametrize(("noise", "expected"), [(4.0, ["lsgan"]), (2.0, ["lsgan", "history"]),
+                                                 (12.0, [])])
+def test_only_gains_larger_than_the_seed_spread_count(noise, expected):
+    means = {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0, "best": 80.0, "resnet": 110.0}
+    assert quality.beat_the_tutorial(means, noise) == expected
