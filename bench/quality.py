@@ -71,10 +71,9 @@ def split_monet_records(data_dir: Path, workdir: Path) -> tuple[Path, Path]:
     records = sorted(tf.data.TFRecordDataset(files).as_numpy_iterator(),
                      key=lambda r: data.parse_record(r)["image_name"].numpy())
     train_dir, held_out = workdir / "data", workdir / "held_out"
-    (train_dir / "monet_tfrec").mkdir(parents=True, exist_ok=True)
-    held_out.mkdir(exist_ok=True)
-    if not (train_dir / "photo_tfrec").exists():
-        (train_dir / "photo_tfrec").symlink_to((data_dir / "photo_tfrec").resolve())
+    (train_dir / "monet_tfrec").mkdir(parents=True)
+    held_out.mkdir()
+    (train_dir / "photo_tfrec").symlink_to((data_dir / "photo_tfrec").resolve())
     with tf.io.TFRecordWriter(str(train_dir / "monet_tfrec" / "train.tfrec")) as train_writer, \
             tf.io.TFRecordWriter(str(held_out / "held_out.tfrec")) as held_out_writer:
         for i, record in enumerate(records):
@@ -84,6 +83,14 @@ def split_monet_records(data_dir: Path, workdir: Path) -> tuple[Path, Path]:
 
 def run_name(name: str, seed: int) -> str:
     return f"{name}-seed{seed}"
+
+
+def variant_config(args, changes: dict, **fields):
+    """The kaggle preset at the benchmark's size and width, with a variant's changes."""
+    from monet_gan import config as config_lib
+
+    return config_lib.kaggle().replace(image_size=args.size, generator_filters=args.width,
+                                       critic_filters=args.width, **fields, **changes)
 
 
 def seconds_per_step(config, model) -> float:
@@ -110,13 +117,11 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     import tensorflow as tf
 
     from monet_gan import checkpoints, data, export, train
-    from monet_gan import config as config_lib
 
-    stage_steps = args.steps // args.stages
-    config = config_lib.kaggle().replace(
-        image_size=args.size, generator_filters=args.width, critic_filters=args.width,
-        epochs=args.stages, steps_per_epoch=stage_steps, checkpoints_to_keep=args.stages,
-        data_dir=str(train_dir), export=False, fid_every=0, seed=seed, sample_images=2, **changes)
+    config = variant_config(
+        args, changes, epochs=args.stages, steps_per_epoch=args.steps // args.stages,
+        checkpoints_to_keep=args.stages, data_dir=str(train_dir), export=False, fid_every=0,
+        seed=seed, sample_images=2)
     run_dir = workdir / run_name(name, seed)
     start = time.perf_counter()
     model = train.train(config, run_dir)
@@ -126,7 +131,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     photos = data.read_images(photos).take(args.photos).batch(32)
     photos = [tf.image.resize(batch, [args.size] * 2, method="area", antialias=True)
               for batch in photos]  # as export.translate resizes them
-    exports = {name: False, **{derived: True for derived, base in EXPORT_ONLY.items()
+    exports = {name: config.export_tta, **{derived: True for derived, base in EXPORT_ONLY.items()
                                if base == name and derived in args.variant_names}}
     generator = model.photo_to_monet
     for step in checkpoints.checkpoint_steps(run_dir / train.CHECKPOINT_DIR):
@@ -174,10 +179,9 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
     rows = []
     for timing_file in sorted(results.glob("*.json")):
         timing = json.loads(timing_file.read_text())
-        stages = sorted(results.glob(f"{timing_file.stem}-step*.zip"),
-                        key=lambda path: int(path.stem.rsplit("-step", 1)[1]))
-        for paintings in stages[-1:] if final_only else stages:
-            step = int(paintings.stem.rsplit("-step", 1)[1])
+        stages = sorted((int(path.stem.rsplit("-step", 1)[1]), path)
+                        for path in results.glob(f"{timing_file.stem}-step*.zip"))
+        for step, paintings in stages[-1:] if final_only else stages:
             features_file = paintings.with_suffix(".features.npy")
             if not features_file.exists():
                 np.save(features_file, evaluate.ImageSet(str(paintings)).features())
@@ -235,9 +239,7 @@ def time_variants(args) -> str:
     for name in dict.fromkeys(["tutorial", *args.variant_names]):
         if name in EXPORT_ONLY:
             continue
-        config = config_lib.kaggle().replace(
-            image_size=args.size, generator_filters=args.width, critic_filters=args.width,
-            data_dir=str(config_lib.SAMPLE_DATA_DIR), **VARIANTS[name])
+        config = variant_config(args, VARIANTS[name], data_dir=str(config_lib.SAMPLE_DATA_DIR))
         times[name] = seconds_per_step(config, cyclegan.build_cyclegan(config, total_steps=args.steps))
         lines.append(f"| {name} | {times[name]:.3f} | {times[name] / times['tutorial']:.2f}x |")
         print(lines[-1], flush=True)

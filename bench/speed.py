@@ -221,13 +221,12 @@ def main() -> int:
                     {"images_per_s": speeds["ours"],
                      "peak_rss_mib": memory["ours"] if batch == 1 and not onednn else None})
     if args.only in (None, "export"):
-        rounds = {"baseline": [], "ours": []}
-        if args.export_baselines == "both":
-            rounds["baseline, oneDNN on"] = []
+        kinds = [(kind, onednn) for kind, onednn in
+                 (("baseline", False), ("baseline, oneDNN on", True), ("ours", True))
+                 if args.export_baselines == "both" or kind != "baseline, oneDNN on"]
+        rounds = {kind: [] for kind, _ in kinds}
         for _ in range(export_rounds):  # alternating, so drift hits all of them alike
-            for kind, onednn in (("baseline", False), ("baseline, oneDNN on", True), ("ours", True)):
-                if kind not in rounds:
-                    continue
+            for kind, onednn in kinds:
                 rounds[kind].append(in_subprocess("export", onednn=onednn, kind=kind.split(",")[0],
                                                   size=args.size, count=export_count))
         median = {kind: {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
