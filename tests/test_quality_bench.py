@@ -22,20 +22,25 @@ def test_plan_trains_the_tutorial_with_every_seed_and_never_an_export_only_varia
     assert runs == [("tutorial", 0), ("lsgan", 0), ("history", 0), ("tutorial", 1), ("lsgan", 1)]
 
 
-def test_table_means_the_final_stage_and_the_spread_is_the_largest_seed_difference():
+def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference():
     rows = [row("tutorial", 0, 100.0), row("tutorial", 1, 104.0), row("tutorial", 0, 150.0, step=500),
             row("lsgan", 0, 90.0), row("lsgan", 1, 91.0), row("history", 0, 99.0)]
     text, means = quality.table(rows)
     assert means == {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0}
-    assert quality.seed_spread(rows) == 4.0
+    assert quality.seed_spreads(rows) == {"tutorial": 4.0, "lsgan": 1.0}  # history: one seed
     lines = text.splitlines()
-    assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 |")
+    assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 | FID per seed at 1500 | spread |")
     assert lines[2].startswith("| lsgan |") and "| -11.50 |" in lines[2]  # best first
-    assert "| 150.00 | 102.00 | 100.00 / 104.00 |" in lines[-1]  # tutorial: stage means, per seed
+    assert "| 150.00 | 102.00 | 100.00 / 104.00 | 4.00 |" in lines[-1]  # tutorial: stage means, per seed
 
 
-@pytest.mark.parametrize(("noise", "expected"), [(4.0, ["lsgan"]), (2.0, ["lsgan", "history"]),
-                                                 (12.0, [])])
-def test_only_gains_larger_than_the_seed_spread_count(noise, expected):
+@pytest.mark.parametrize(("spreads", "expected"), [
+    ({"tutorial": 4.0, "lsgan": 1.0, "history": 1.0}, ["lsgan"]),
+    ({"tutorial": 2.0, "lsgan": 1.0, "history": 1.0}, ["lsgan", "history"]),
+    ({"tutorial": 2.0, "lsgan": 1.0, "history": 3.5}, ["lsgan"]),  # its own seeds disagree more
+    ({"tutorial": 12.0, "lsgan": 1.0, "history": 1.0}, []),
+])
+def test_only_gains_larger_than_both_seed_spreads_count(spreads, expected):
     means = {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0, "best": 80.0, "resnet": 110.0}
-    assert quality.beat_the_tutorial(means, noise) == expected
+    spreads = {**spreads, "resnet": 0.0}  # and `best` has one seed
+    assert quality.beat_the_tutorial(means, spreads) == expected
