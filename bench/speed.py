@@ -210,7 +210,7 @@ def main() -> int:
     if args.only in (None, "train"):
         memory = {"baseline": in_subprocess("train_memory", onednn=False, kind="baseline",
                                             size=args.size, batch=1)["peak_rss_mib"],
-                  "ours": in_subprocess("train_memory", onednn=True, kind="ours",
+                  "ours": in_subprocess("train_memory", onednn=False, kind="ours",
                                         size=args.size, batch=1)["peak_rss_mib"]}
         for onednn, batches in ((False, (1,)), (True, (1, 2, 4))):
             for batch in batches:
