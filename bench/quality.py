@@ -345,8 +345,8 @@ def main() -> int:
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos against the 60 held-out paintings. "
-              f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. Beat the tutorial by "
-              f"more than its spread and their own: {', '.join(winners) or 'none'}.\n\n{text}\n")
+              f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "
+              f"Beat the tutorial by more than its spread and their own: {', '.join(winners) or 'none'}.\n\n{text}\n")
     print("\n" + report)
     if args.out:
         Path(args.out).write_text(report)
