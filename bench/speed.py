@@ -1,13 +1,15 @@
 """Speed and memory of monet_gan against the public tutorial's way, on this machine.
 
-    python bench/speed.py [--size 256] [--quick] [--only train|export|data]
+    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|export|data]
                           [--export-photos 300] [--export-rounds 3] [--export-baselines both|defaults]
+                          [--memory-rounds 5]
 
 Baseline (bench/tutorial_baseline.py) and monet_gan run the same networks on the same
 inputs. Train steps of both are timed in one process, interleaved round by round (separate
 processes drifted by up to 15% here). Exports run in processes of their own, alternating
-baseline and monet_gan round by round; each peak RSS comes from a process of its own. Times are
-medians after a warm-up. Prints a Markdown table and ratios.
+baseline and monet_gan round by round; each peak RSS comes from a process of its own, and
+training's is the median of several such processes. Times are medians after a warm-up. Prints
+a Markdown table and ratios.
 
 TensorFlow's oneDNN CPU kernels: the baseline runs as the tutorial does, with TensorFlow's
 defaults (on this AVX2 CPU: off); monet_gan turns them on when it is imported (see
@@ -186,6 +188,8 @@ def main() -> int:
                         "the competition has 7038)")
     parser.add_argument("--export-rounds", type=int, help="export rounds, alternating baseline and "
                         "monet_gan (default 3, --quick 1)")
+    parser.add_argument("--memory-rounds", type=int, help="processes per kind whose median peak RSS "
+                        "of training is compared, alternating (default 5, --quick 1)")
     parser.add_argument("--export-baselines", choices=("both", "defaults"), default="both",
                         help="`defaults`: leave out the baseline with oneDNN on (it is the slowest row)")
     parser.add_argument("--measure", help=argparse.SUPPRESS)
@@ -198,6 +202,7 @@ def main() -> int:
     repeats = 3 if args.quick else 7
     export_count = args.export_photos or (32 if args.quick else 300)
     export_rounds = args.export_rounds or (1 if args.quick else 3)
+    memory_rounds = args.memory_rounds or (1 if args.quick else 5)
     rows = []
 
     def row(what, baseline, ours):
@@ -207,11 +212,22 @@ def main() -> int:
               + (f" vs baseline {baseline['images_per_s']:.2f} ({ratio:.2f}x)" if baseline else ""),
               flush=True)
 
+    if args.only in (None, "train", "train_memory"):
+        # One process per measurement, alternating: a process's peak RSS varies by up to
+        # ~250 MiB from run to run here (the baseline's 3308-3547 MiB over five), so one each
+        # says little; the medians are compared.
+        peaks = {"baseline": [], "ours": []}
+        for _ in range(memory_rounds):
+            for kind in peaks:
+                peaks[kind].append(in_subprocess("train_memory", onednn=False, kind=kind,
+                                                 size=args.size, batch=1)["peak_rss_mib"])
+        for kind, values in peaks.items():
+            print(f"train peak RSS, {kind}: median {statistics.median(values):.0f} MiB "
+                  f"({', '.join(f'{v:.0f}' for v in values)})", flush=True)
+        memory = {kind: statistics.median(values) for kind, values in peaks.items()}
+        print(f"train peak RSS, monet_gan / baseline: {memory['ours'] / memory['baseline']:.3f}",
+              flush=True)
     if args.only in (None, "train"):
-        memory = {"baseline": in_subprocess("train_memory", onednn=False, kind="baseline",
-                                            size=args.size, batch=1)["peak_rss_mib"],
-                  "ours": in_subprocess("train_memory", onednn=False, kind="ours",
-                                        size=args.size, batch=1)["peak_rss_mib"]}
         for onednn, batches in ((False, (1,)), (True, (1, 2, 4))):
             for batch in batches:
                 speeds = in_subprocess("train", onednn=onednn, size=args.size, batch=batch,
