@@ -214,8 +214,8 @@ def main() -> int:
 
     if args.only in (None, "train", "train_memory"):
         # One process per measurement, alternating: a process's peak RSS varies by up to
-        # ~250 MiB from run to run here (the baseline's 3308-3547 MiB over five), so one each
-        # says little; the medians are compared.
+        # ~290 MiB from run to run here (the baseline's 3308-3594 MiB over eleven), so one
+        # each says little; the medians are compared.
         peaks = {"baseline": [], "ours": []}
         for _ in range(memory_rounds):
             for kind in peaks:
