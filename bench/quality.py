@@ -193,7 +193,7 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
 
 def table(rows: list[dict]) -> tuple[str, dict]:
     """The markdown table (FID per seed and stage, the seeds' spread, the final stage's mean
-    against the tutorial's) and the final stage's mean FID of every variant."""
+    against the tutorial's on the same seeds) and the final stage's mean FID of every variant."""
     final = max(r["step"] for r in rows)
     steps = sorted({r["step"] for r in rows})
     by_variant = {}
@@ -206,7 +206,7 @@ def table(rows: list[dict]) -> tuple[str, dict]:
 
     means = {name: mean(runs, "fid") for name, runs in by_variant.items()}
     spreads = seed_spreads(rows)
-    baseline = means.get("tutorial", float("nan"))
+    gains = {"tutorial": 0.0, **gains_vs_tutorial(rows)}
     lines = ["| variant | changes | seeds | " + " | ".join(f"FID at {s}" for s in steps)
              + f" | FID per seed at {final} | spread | MiFID at {final} | vs tutorial | s/step |",
              "| --- " * (len(steps) + 8) + "|"]
@@ -218,7 +218,7 @@ def table(rows: list[dict]) -> tuple[str, dict]:
             + " | ".join(f"{mean(runs, 'fid', s):.2f}" for s in steps)
             + f" | {' / '.join(format(r['fid'], '.2f') for r in finals)} | "
             f"{format(spreads[name], '.2f') if name in spreads else '-'} | "
-            f"{mean(runs, 'mifid'):.2f} | {means[name] - baseline:+.2f} | "
+            f"{mean(runs, 'mifid'):.2f} | {gains.get(name, float('nan')):+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
     return "\n".join(lines), means
 
@@ -232,6 +232,24 @@ def seed_spreads(rows: list[dict]) -> dict[str, float]:
         if r["step"] == final:
             fids.setdefault(r["variant"], []).append(r["fid"])
     return {name: max(values) - min(values) for name, values in fids.items() if len(values) > 1}
+
+
+def gains_vs_tutorial(rows: list[dict]) -> dict[str, float]:
+    """Each variant's mean FID at the final stage minus the tutorial's, both over the seeds
+    they share (a variant run with fewer seeds is compared on those seeds only)."""
+    final = max(r["step"] for r in rows)
+    fids = {}
+    for r in rows:
+        if r["step"] == final:
+            fids.setdefault(r["variant"], {})[r["seed"]] = r["fid"]
+    tutorial = fids.get("tutorial", {})
+    gains = {}
+    for name, by_seed in fids.items():
+        shared = sorted(set(by_seed) & set(tutorial))
+        if name != "tutorial" and shared:
+            gains[name] = (statistics.mean(by_seed[s] for s in shared)
+                           - statistics.mean(tutorial[s] for s in shared))
+    return gains
 
 
 def time_variants(args) -> str:
@@ -258,14 +276,15 @@ def plan_runs(names: list[str], seeds: list[int], repeat: set[str]) -> list[tupl
             if name not in EXPORT_ONLY and (seed == seeds[0] or name == "tutorial" or name in repeat)]
 
 
-def beat_the_tutorial(means: dict[str, float], spreads: dict[str, float]) -> list[str]:
-    """The variants whose mean FID is below the tutorial's by more than the seed-to-seed spread
-    of either (the tutorial's or their own; both need two seeds), best first."""
+def beat_the_tutorial(gains: dict[str, float], spreads: dict[str, float]) -> list[str]:
+    """The variants whose mean FID is below the tutorial's on the same seeds (`gains_vs_tutorial`)
+    by more than the seed-to-seed spread of either (the tutorial's or their own; both need two
+    seeds), best first."""
     if "tutorial" not in spreads:
         return []
-    return sorted((name for name in means if name not in ("tutorial", "best") and name in spreads
-                   and means["tutorial"] - means[name] > max(spreads["tutorial"], spreads[name])),
-                  key=means.get)
+    return sorted((name for name in gains if name != "best" and name in spreads
+                   and -gains[name] > max(spreads["tutorial"], spreads[name])),
+                  key=gains.get)
 
 
 def main() -> int:
@@ -330,17 +349,18 @@ def main() -> int:
         if args.no_score:
             return 0
         rows = score_results(results, held_out, args.final_only)
-        text, means = table(rows)
+        text = table(rows)[0]
         spreads = seed_spreads(rows)
-        winners = beat_the_tutorial(means, spreads)
+        gains = gains_vs_tutorial(rows)
+        winners = beat_the_tutorial(gains, spreads)
         if args.best and not args.score_only:
-            chosen = winners or [min((n for n in means if n != "tutorial"), key=means.get)]
+            chosen = winners or [min(gains, key=gains.get)]
             args.best_changes = {k: v for n in chosen for k, v in VARIANTS[n].items()
                                  if (k, v) != ("augment", False)}
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
             rows = score_results(results, held_out, args.final_only)
-            text, means = table(rows)
+            text = table(rows)[0]
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; "

@@ -31,6 +31,9 @@ def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference
     lines = text.splitlines()
     assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 | FID per seed at 1500 | spread |")
     assert lines[2].startswith("| lsgan |") and "| -11.50 |" in lines[2]  # best first
+    # history ran with seed 0 only: compared with the tutorial's seed 0 (100), not its mean (102)
+    assert lines[3].startswith("| history |") and "| -1.00 |" in lines[3]
+    assert quality.gains_vs_tutorial(rows) == {"lsgan": -11.5, "history": -1.0}
     assert "| 150.00 | 102.00 | 100.00 / 104.00 | 4.00 |" in lines[-1]  # tutorial: stage means, per seed
 
 
@@ -41,6 +44,6 @@ def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference
     ({"tutorial": 12.0, "lsgan": 1.0, "history": 1.0}, []),
 ])
 def test_only_gains_larger_than_both_seed_spreads_count(spreads, expected):
-    means = {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0, "best": 80.0, "resnet": 110.0}
+    gains = {"lsgan": -11.5, "history": -3.0, "best": -22.0, "resnet": 8.0}
     spreads = {**spreads, "resnet": 0.0}  # and `best` has one seed
-    assert quality.beat_the_tutorial(means, spreads) == expected
+    assert quality.beat_the_tutorial(gains, spreads) == expected
