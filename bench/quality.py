@@ -223,25 +223,27 @@ def table(rows: list[dict]) -> tuple[str, dict]:
     return "\n".join(lines), means
 
 
-def seed_spreads(rows: list[dict]) -> dict[str, float]:
-    """Each variant's largest FID difference between two of its seeds at the final stage
-    (variants with one seed have none)."""
-    final = max(r["step"] for r in rows)
-    fids = {}
-    for r in rows:
-        if r["step"] == final:
-            fids.setdefault(r["variant"], []).append(r["fid"])
-    return {name: max(values) - min(values) for name, values in fids.items() if len(values) > 1}
-
-
-def gains_vs_tutorial(rows: list[dict]) -> dict[str, float]:
-    """Each variant's mean FID at the final stage minus the tutorial's, both over the seeds
-    they share (a variant run with fewer seeds is compared on those seeds only)."""
+def final_fids(rows: list[dict]) -> dict[str, dict[int, float]]:
+    """Each variant's FID per seed at the final stage."""
     final = max(r["step"] for r in rows)
     fids = {}
     for r in rows:
         if r["step"] == final:
             fids.setdefault(r["variant"], {})[r["seed"]] = r["fid"]
+    return fids
+
+
+def seed_spreads(rows: list[dict]) -> dict[str, float]:
+    """Each variant's largest FID difference between two of its seeds at the final stage
+    (variants with one seed have none)."""
+    return {name: max(by_seed.values()) - min(by_seed.values())
+            for name, by_seed in final_fids(rows).items() if len(by_seed) > 1}
+
+
+def gains_vs_tutorial(rows: list[dict]) -> dict[str, float]:
+    """Each variant's mean FID at the final stage minus the tutorial's, both over the seeds
+    they share (a variant run with fewer seeds is compared on those seeds only)."""
+    fids = final_fids(rows)
     tutorial = fids.get("tutorial", {})
     gains = {}
     for name, by_seed in fids.items():
