@@ -14,7 +14,8 @@ a Markdown table and ratios.
 TensorFlow's oneDNN CPU kernels: the baseline runs as the tutorial does, with TensorFlow's
 defaults (on this AVX2 CPU: off); monet_gan turns them on when it is imported (see
 monet_gan/__init__.py). Rows marked "oneDNN on" run the baseline with them too, which isolates
-what the code itself gains.
+what the code itself gains; the row "monet_gan as shipped" times each as it runs by default, in
+processes of their own.
 """
 
 import argparse
@@ -65,31 +66,32 @@ def photos_uint8(count: int, size: int):
 
 # --- the measurements, each run in its own process ----------------------------------
 
-def train_steps(size: int, batch: int):
-    """The tutorial's step and ours, on one model and the same inputs."""
+def train_step(kind: str, size: int, batch: int):
+    """One step of the tutorial's ("baseline": its step and Keras' Adam) or ours (monet_gan's
+    step and `FusedAdam`), on the same networks, weights and inputs."""
     import keras
     import tensorflow as tf
 
     from monet_gan import config, cyclegan, data
-    from tutorial_baseline import TutorialStep
+    from tutorial_baseline import TutorialStep, tutorial_model
 
     keras.utils.set_random_seed(0)
-    model = cyclegan.build_cyclegan(config.kaggle().replace(image_size=size))
+    cfg = config.kaggle().replace(image_size=size)
+    model = tutorial_model(cfg) if kind == "baseline" else cyclegan.build_cyclegan(cfg)
     photos = data.to_float(photos_uint8(batch, size))
     monets = tf.reverse(photos, axis=[2])
-    tutorial = TutorialStep(model)
+    if kind == "baseline":
+        tutorial = TutorialStep(model)
+        return lambda: tutorial(photos, monets)["cycle_loss"].numpy()
     ours = tf.function(model.train_step)
-    return {
-        "baseline": lambda: tutorial(photos, monets)["cycle_loss"].numpy(),
-        "ours": lambda: ours((photos, monets))["cycle_loss"].numpy(),
-    }
+    return lambda: ours((photos, monets))["cycle_loss"].numpy()
 
 
 def measure_train(size: int, batch: int, repeats: int) -> dict:
     """Seconds per step of the tutorial (at batch 1) and of ours (at `batch`), interleaved
     round by round in this one process so that drift of the machine hits both alike."""
-    baseline = train_steps(size, 1)["baseline"]
-    ours = train_steps(size, batch)["ours"]
+    baseline = train_step("baseline", size, 1)
+    ours = train_step("ours", size, batch)
     for step in (baseline, ours, baseline, ours):  # warm-up: tracing, allocations
         step()
     times = {"baseline": [], "ours": []}
@@ -102,9 +104,17 @@ def measure_train(size: int, batch: int, repeats: int) -> dict:
             "ours": batch / statistics.median(times["ours"])}
 
 
+def measure_train_alone(kind: str, size: int, batch: int, repeats: int) -> dict:
+    """Images/s of one kind's train step alone in this process (whose oneDNN setting the
+    caller chose), to compare each as it runs by default: the tutorial with TensorFlow's
+    defaults, monet_gan as shipped."""
+    step = train_step(kind, size, batch)
+    return {"images_per_s": batch / median_seconds(step, repeats)}
+
+
 def measure_train_memory(kind: str, size: int, batch: int) -> dict:
     """Peak RSS of three training steps of one kind alone."""
-    step = train_steps(size, batch)[kind]
+    step = train_step(kind, size, batch)
     for _ in range(3):
         step()
     return {"peak_rss_mib": peak_rss_mib()}
@@ -175,7 +185,8 @@ def in_subprocess(name: str, onednn: bool, **kwargs) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-MEASURES = {"train": measure_train, "train_memory": measure_train_memory,
+MEASURES = {"train": measure_train, "train_alone": measure_train_alone,
+            "train_memory": measure_train_memory,
             "export": measure_export, "data": measure_data}
 
 
@@ -203,6 +214,7 @@ def main() -> int:
     export_count = args.export_photos or (32 if args.quick else 300)
     export_rounds = args.export_rounds or (1 if args.quick else 3)
     memory_rounds = args.memory_rounds or (1 if args.quick else 5)
+    train_rounds = 1 if args.quick else 3
     rows = []
 
     def row(what, baseline, ours):
@@ -237,6 +249,17 @@ def main() -> int:
                      "peak_rss_mib": memory["baseline"] if batch == 1 and not onednn else None},
                     {"images_per_s": speeds["ours"],
                      "peak_rss_mib": memory["ours"] if batch == 1 and not onednn else None})
+        # Each as users run it, in processes of their own (so its oneDNN setting can differ),
+        # alternating round by round; noisier than the interleaved rows above.
+        alone = {"baseline": [], "ours": []}
+        for _ in range(train_rounds):
+            for kind in alone:
+                alone[kind].append(in_subprocess("train_alone", onednn=kind == "ours", kind=kind,
+                                                 size=args.size, batch=1, repeats=repeats)["images_per_s"])
+        row(f"train, {args.size} px, batch 1, baseline with TensorFlow's defaults, monet_gan as "
+            f"shipped (separate processes, median of {train_rounds})",
+            {"images_per_s": statistics.median(alone["baseline"]), "peak_rss_mib": None},
+            {"images_per_s": statistics.median(alone["ours"]), "peak_rss_mib": None})
     if args.only in (None, "export"):
         kinds = [(kind, onednn) for kind, onednn in
                  (("baseline", False), ("baseline, oneDNN on", True), ("ours", True))

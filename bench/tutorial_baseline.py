@@ -15,6 +15,22 @@ import numpy as np
 import tensorflow as tf
 
 
+def tutorial_model(config):
+    """monet_gan's four networks for `config` in a `CycleGAN` with the tutorial's optimizers,
+    Keras' own Adam(2e-4, beta_1=0.5), where `build_cyclegan` gives monet_gan's `FusedAdam`.
+    Built in the same order, so the same seed gives both the same weights."""
+    from monet_gan import cyclegan, networks
+
+    model = cyclegan.CycleGAN(
+        photo_to_monet=networks.build_generator(config, name="photo_to_monet"),
+        monet_to_photo=networks.build_generator(config, name="monet_to_photo"),
+        monet_critic=networks.build_discriminator(config, name="monet_critic"),
+        photo_critic=networks.build_discriminator(config, name="photo_critic"),
+    )
+    model.compile(*(keras.optimizers.Adam(2e-4, beta_1=0.5) for _ in range(4)))
+    return model
+
+
 class TutorialStep:
     """One training step of the tutorial, on a `monet_gan.cyclegan.CycleGAN`'s networks and optimizers."""
 

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from monet_gan import diffaugment, networks
 from monet_gan.config import Config
+from monet_gan.fused_adam import FusedAdam
 
 LOSS_NAMES = (
     "monet_generator_loss", "photo_generator_loss", "monet_critic_loss", "photo_critic_loss",
@@ -225,7 +226,8 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
-    """The four networks and their Adam optimizers, compiled (call inside the strategy's scope).
+    """The four networks and their Adam optimizers (`FusedAdam`), compiled (call inside the
+    strategy's scope).
 
     Sets Keras' global dtype policy to `config.precision` first: the networks compute in
     it, while their variables, final tanh, critic logits and all losses stay float32.
@@ -252,7 +254,7 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         rate = ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
 
     def adam(name):
-        optimizer = keras.optimizers.Adam(rate, beta_1=config.beta_1, name=name)
+        optimizer = FusedAdam(rate, beta_1=config.beta_1, name=name)
         if config.precision == "mixed_float16":  # float16 gradients underflow without it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_scaled")
         return optimizer
