@@ -66,6 +66,32 @@ def test_distinct_sets_are_not_penalised_and_zero_rows_are_dropped():
     assert evaluate.mifid(12.5, 0.05) == pytest.approx(250.0)
 
 
+def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
+    # dim 1: k(a, b) = (ab + 1)^3; within x only k(0, 1) = 1, within y k(1, 2) = 27, and
+    # across (1 + 1 + 8 + 27) / 4: 1 + 27 - 2 * 9.25.
+    assert evaluate.kernel_inception_distance(np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])) == 9.5
+    with pytest.raises(ValueError, match="at least 2 images"):
+        evaluate.kernel_inception_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+
+
+def test_kid_of_small_sets_averages_to_the_large_sets_value_where_fid_is_biased_up():
+    rng = np.random.default_rng(5)
+    a, b, c = (rng.normal(mean, 1.0, size=(3000, 8)) for mean in (0.0, 0.0, 0.3))
+    large = {"same": evaluate.kernel_inception_distance(a, b), "shifted": evaluate.kernel_inception_distance(a, c)}
+    small = {"same": [], "shifted": []}
+    fids = []
+    for i in range(0, 3000, 20):
+        small["same"].append(evaluate.kernel_inception_distance(a[i:i + 20], b[i:i + 20]))
+        small["shifted"].append(evaluate.kernel_inception_distance(a[i:i + 20], c[i:i + 20]))
+        fids.append(evaluate.frechet_distance(*evaluate.statistics(a[i:i + 20]),
+                                              *evaluate.statistics(b[i:i + 20])))
+    assert abs(large["same"]) < 0.02 * large["shifted"]
+    for case, value in large.items():
+        assert np.mean(small[case]) == pytest.approx(value, abs=0.25 * large["shifted"])
+    assert np.mean(fids) > 20 * evaluate.frechet_distance(*evaluate.statistics(a), *evaluate.statistics(b))
+    assert evaluate.score(a[:50], c[:60])["kid"] == evaluate.kernel_inception_distance(a[:50], c[:60])
+
+
 # --- the weights file is read without running its pickle ------------------------------
 
 def test_the_weights_unpickler_refuses_anything_but_tensors_and_modules():
@@ -152,7 +178,7 @@ def test_training_scores_fid_and_keeps_the_best_checkpoint(weights, tiny_config,
     train.train(config, run_dir)
     header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
     columns = header.split(",")
-    assert columns[-3:] == ["fid", "memorization_distance", "mifid"]
+    assert columns[-4:] == ["fid", "memorization_distance", "mifid", "kid"]
     fids = [float(row.split(",")[columns.index("fid")]) for row in rows]
     assert len(fids) == 2 and all(f > 0 for f in fids)
     best = json.loads((run_dir / "best_checkpoint" / "score.json").read_text())
