@@ -10,7 +10,10 @@ the checkout (../shared/data/gan-getting-started, or --data) with 60 of the 300 
 paintings held out (every fifth by name). After --steps/--stages, 2 x --steps/--stages, ...
 steps (the run's own checkpoints) the first --photos photos are translated at the training
 size and kept as JPEGs, then scored with monet_gan.evaluate (FID and MiFID) against the 60
-held-out paintings, which no variant trained on. Each run is a process of its own, --jobs of
+held-out paintings, which no variant trained on; so are the photos themselves, resized and
+encoded the same way (the `identity` row: a variant that does not beat it has not learned the
+style yet, ../shared/QUALITY_NOTES.md). KID is shown beside FID: unbiased, where FID with
+60 real paintings is biased up. Each run is a process of its own, --jobs of
 them at a time. Also timed: seconds per training step of each variant, in its own process
 (under the load of the others; `--time-only` times every variant alone, on the sample data).
 
@@ -111,6 +114,37 @@ def seconds_per_step(config, model) -> float:
     return statistics.median(times)
 
 
+def scored_photos(args) -> list:
+    """The first --photos photos, in batches, resized to the training size as
+    export.translate resizes them."""
+    import tensorflow as tf
+
+    from monet_gan import data
+
+    photos = data.scan_records(data.domain_files(str(args.data), "photo"))
+    return [tf.image.resize(batch, [args.size] * 2, method="area", antialias=True)
+            for batch in data.read_images(photos).take(args.photos).batch(32)]
+
+
+def write_paintings(path: Path, generator, photos: list, size: int, tta: bool = False) -> None:
+    """The generator's translations of `photos` as a zip of JPEGs (written whole, then renamed)."""
+    import tensorflow as tf
+
+    from monet_gan import export
+
+    paintings = tf.concat([export.translate(generator, batch, size, tta) for batch in photos], axis=0)
+    partial = path.with_suffix(".partial")
+    with zipfile.ZipFile(partial, "w") as archive:
+        for i, painting in enumerate(paintings):
+            archive.writestr(f"{i:04d}.jpg", tf.io.encode_jpeg(painting, quality=95).numpy())
+    os.replace(partial, path)
+
+
+def unchanged(photos, training=False):
+    """The identity row's generator: every photo is its own painting."""
+    return photos
+
+
 def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, results: Path,
                 workdir: Path) -> None:
     """Trains one variant (called in a fresh process) and writes, into `results`, a zip of
@@ -128,10 +162,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     model = train.train(config, run_dir)
     train_seconds = time.perf_counter() - start
 
-    photos = data.scan_records(data.domain_files(str(args.data), "photo"))
-    photos = data.read_images(photos).take(args.photos).batch(32)
-    photos = [tf.image.resize(batch, [args.size] * 2, method="area", antialias=True)
-              for batch in photos]  # as export.translate resizes them
+    photos = scored_photos(args)
     exports = {name: config.export_tta, **{derived: True for derived, base in EXPORT_ONLY.items()
                                if base == name and derived in args.variant_names}}
     generator = model.photo_to_monet
@@ -139,11 +170,8 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
         path = run_dir / train.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
         tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
         for export_name, tta in exports.items():
-            paintings = tf.concat([export.translate(generator, batch, args.size, tta)
-                                   for batch in photos], axis=0)
-            with zipfile.ZipFile(results / f"{run_name(export_name, seed)}-step{step}.zip", "w") as archive:
-                for i, painting in enumerate(paintings):
-                    archive.writestr(f"{i:04d}.jpg", tf.io.encode_jpeg(painting, quality=95).numpy())
+            write_paintings(results / f"{run_name(export_name, seed)}-step{step}.zip",
+                            generator, photos, args.size, tta)
     timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds}
     for export_name in exports:
         (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
@@ -191,9 +219,28 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
     return rows
 
 
-def table(rows: list[dict]) -> tuple[str, dict]:
+def score_identity(args, results: Path, held_out: Path) -> dict:
+    """The identity row (../shared/QUALITY_NOTES.md): the scored photos themselves, through the
+    same resizing and JPEG encoding as the paintings, against the same held-out paintings. A
+    variant that does not beat it has not learned the style yet."""
+    import numpy as np
+
+    from monet_gan import evaluate
+
+    paintings = results / "identity.zip"
+    if not paintings.exists():
+        write_paintings(paintings, unchanged, scored_photos(args), args.size)
+    features_file = paintings.with_suffix(".features.npy")
+    if not features_file.exists():
+        np.save(features_file, evaluate.ImageSet(str(paintings)).features())
+    real = evaluate.ImageSet(str(held_out)).features(cache=True)
+    return {"variant": "identity", **evaluate.score(np.load(features_file), real)}
+
+
+def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
     """The markdown table (FID per seed and stage, the seeds' spread, the final stage's mean
-    against the tutorial's on the same seeds) and the final stage's mean FID of every variant."""
+    against the tutorial's on the same seeds, with the `identity` row last, its FID under
+    every stage) and the final stage's mean FID of every variant."""
     final = max(r["step"] for r in rows)
     steps = sorted({r["step"] for r in rows})
     by_variant = {}
@@ -208,8 +255,8 @@ def table(rows: list[dict]) -> tuple[str, dict]:
     spreads = seed_spreads(rows)
     gains = {"tutorial": 0.0, **gains_vs_tutorial(rows)}
     lines = ["| variant | changes | seeds | " + " | ".join(f"FID at {s}" for s in steps)
-             + f" | FID per seed at {final} | spread | MiFID at {final} | vs tutorial | s/step |",
-             "| --- " * (len(steps) + 8) + "|"]
+             + f" | FID per seed at {final} | spread | MiFID at {final} | KID at {final} | vs tutorial | s/step |",
+             "| --- " * (len(steps) + 9) + "|"]
     for name, runs in sorted(by_variant.items(), key=lambda item: means[item[0]]):
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
         finals = sorted((r for r in runs if r["step"] == final), key=lambda r: r["seed"])
@@ -218,8 +265,14 @@ def table(rows: list[dict]) -> tuple[str, dict]:
             + " | ".join(f"{mean(runs, 'fid', s):.2f}" for s in steps)
             + f" | {' / '.join(format(r['fid'], '.2f') for r in finals)} | "
             f"{format(spreads[name], '.2f') if name in spreads else '-'} | "
-            f"{mean(runs, 'mifid'):.2f} | {gains.get(name, float('nan')):+.2f} | "
+            f"{mean(runs, 'mifid'):.2f} | {mean(runs, 'kid'):.4f} | {gains.get(name, float('nan')):+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
+    if identity:
+        tutorial = means.get("tutorial", float("nan"))
+        lines.append(f"| identity | the photos themselves | - | "
+                     + " | ".join(f"{identity['fid']:.2f}" for _ in steps)
+                     + f" | - | - | {identity['mifid']:.2f} | {identity['kid']:.4f} | "
+                     f"{identity['fid'] - tutorial:+.2f} | - |")
     return "\n".join(lines), means
 
 
@@ -351,7 +404,8 @@ def main() -> int:
         if args.no_score:
             return 0
         rows = score_results(results, held_out, args.final_only)
-        text = table(rows)[0]
+        identity = score_identity(args, results, held_out)
+        text, means = table(rows, identity)
         spreads = seed_spreads(rows)
         gains = gains_vs_tutorial(rows)
         winners = beat_the_tutorial(gains, spreads)
@@ -362,13 +416,15 @@ def main() -> int:
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
             rows = score_results(results, held_out, args.final_only)
-            text = table(rows)[0]
+            text, means = table(rows, identity)
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos against the 60 held-out paintings. "
               f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "
-              f"Beat the tutorial by more than its spread and their own: {', '.join(winners) or 'none'}.\n\n{text}\n")
+              f"Beat the tutorial by more than its spread and their own: {', '.join(winners) or 'none'}. "
+              f"The photos themselves (identity row): FID {identity['fid']:.2f}; mean FID below it: "
+              f"{', '.join(n for n in means if means[n] < identity['fid']) or 'none'}.\n\n{text}\n")
     print("\n" + report)
     if args.out:
         Path(args.out).write_text(report)

@@ -14,7 +14,7 @@ _spec.loader.exec_module(quality)
 
 def row(variant, seed, fid, step=1500):
     return {"variant": variant, "seed": seed, "step": step, "fid": fid, "mifid": fid + 1.0,
-            "seconds_per_step": 0.3, "changes": quality.VARIANTS[variant]}
+            "kid": fid / 1000, "seconds_per_step": 0.3, "changes": quality.VARIANTS[variant]}
 
 
 def test_plan_trains_the_tutorial_with_every_seed_and_never_an_export_only_variant():
@@ -29,12 +29,25 @@ def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference
     assert means == {"tutorial": 102.0, "lsgan": 90.5, "history": 99.0}
     assert quality.seed_spreads(rows) == {"tutorial": 4.0, "lsgan": 1.0}  # history: one seed
     lines = text.splitlines()
-    assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 | FID per seed at 1500 | spread |")
+    assert lines[0].startswith("| variant | changes | seeds | FID at 500 | FID at 1500 | FID per seed at 1500 | spread "
+                               "| MiFID at 1500 | KID at 1500 | vs tutorial |")
+    assert "| 91.50 | 0.0905 | -11.50 |" in lines[2]  # lsgan: mean MiFID and KID
     assert lines[2].startswith("| lsgan |") and "| -11.50 |" in lines[2]  # best first
     # history ran with seed 0 only: compared with the tutorial's seed 0 (100), not its mean (102)
     assert lines[3].startswith("| history |") and "| -1.00 |" in lines[3]
     assert quality.gains_vs_tutorial(rows) == {"lsgan": -11.5, "history": -1.0}
     assert "| 150.00 | 102.00 | 100.00 / 104.00 | 4.00 |" in lines[-1]  # tutorial: stage means, per seed
+
+
+def test_the_identity_row_comes_last_with_its_score_under_every_stage():
+    rows = [row("tutorial", 0, 100.0), row("tutorial", 1, 104.0), row("tutorial", 0, 150.0, step=500),
+            row("lsgan", 0, 90.0)]
+    identity = {"variant": "identity", "fid": 110.0, "mifid": 110.0, "kid": 0.125}
+    text, means = quality.table(rows, identity)
+    *_, last = text.splitlines()
+    assert last == "| identity | the photos themselves | - | 110.00 | 110.00 | - | - | 110.00 | 0.1250 | +8.00 | - |"
+    assert "identity" not in means
+    assert text.splitlines()[:-1] == quality.table(rows)[0].splitlines()
 
 
 @pytest.mark.parametrize(("spreads", "expected"), [
