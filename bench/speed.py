@@ -1,6 +1,6 @@
 """Speed and memory of monet_gan against the public tutorial's way, on this machine.
 
-    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|export|data]
+    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|roofline|export|data]
                           [--export-photos 300] [--export-rounds 3] [--export-baselines both|defaults]
                           [--memory-rounds 5]
 
@@ -120,6 +120,42 @@ def measure_train_memory(kind: str, size: int, batch: int) -> dict:
     return {"peak_rss_mib": peak_rss_mib()}
 
 
+def step_flops_per_image(size: int) -> float:
+    """Floating-point operations of one training step per image: the convolutions of the
+    tutorial's six generator and four critic calls, each differentiated (forward, input
+    gradient and filter gradient: three times the forward's multiply-adds, x2 flops each).
+    Normalization, activations and the optimizer are left out (a few percent)."""
+    import keras
+
+    from monet_gan import config, networks
+
+    def forward(model):
+        flops = 0
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.Conv2DTranspose):  # kernel [k, k, out, in]
+                kh, kw, out_channels, in_channels = layer.kernel.shape
+                flops += 2 * layer.input.shape[1] * layer.input.shape[2] * kh * kw * in_channels * out_channels
+            elif isinstance(layer, keras.layers.Conv2D):  # kernel [k, k, in, out]
+                kh, kw, in_channels, out_channels = layer.kernel.shape
+                flops += 2 * layer.output.shape[1] * layer.output.shape[2] * kh * kw * in_channels * out_channels
+        return flops
+
+    cfg = config.kaggle().replace(image_size=size)
+    return 3 * (6 * forward(networks.build_generator(cfg)) + 4 * forward(networks.build_discriminator(cfg)))
+
+
+def measure_roofline(size: int, repeats: int) -> dict:
+    """A step's flops per image, and what this machine's float32 matmul (2048^3, the kernel
+    library in this process) sustains: the ceiling a training step could reach."""
+    import tensorflow as tf
+
+    a = tf.random.stateless_normal([2048, 2048], seed=[0, 0])
+    matmul = tf.function(lambda: tf.matmul(a, a))
+    seconds = median_seconds(lambda: matmul().numpy(), repeats)
+    return {"step_gflop_per_image": step_flops_per_image(size) / 1e9,
+            "matmul_gflop_per_s": 2 * 2048**3 / seconds / 1e9}
+
+
 def measure_export(kind: str, size: int, count: int) -> dict:
     import keras
 
@@ -185,7 +221,7 @@ def in_subprocess(name: str, onednn: bool, **kwargs) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-MEASURES = {"train": measure_train, "train_alone": measure_train_alone,
+MEASURES = {"train": measure_train, "train_alone": measure_train_alone, "roofline": measure_roofline,
             "train_memory": measure_train_memory,
             "export": measure_export, "data": measure_data}
 
@@ -215,7 +251,7 @@ def main() -> int:
     export_rounds = args.export_rounds or (1 if args.quick else 3)
     memory_rounds = args.memory_rounds or (1 if args.quick else 5)
     train_rounds = 1 if args.quick else 3
-    rows = []
+    rows, roofline = [], ""
 
     def row(what, baseline, ours):
         ratio = ours["images_per_s"] / baseline["images_per_s"] if baseline else None
@@ -260,6 +296,20 @@ def main() -> int:
             f"shipped (separate processes, median of {train_rounds})",
             {"images_per_s": statistics.median(alone["baseline"]), "peak_rss_mib": None},
             {"images_per_s": statistics.median(alone["ours"]), "peak_rss_mib": None})
+    if args.only in (None, "train", "roofline"):
+        # How far each step is from what the machine's matmul sustains (oneDNN on, as both
+        # train rows with batch > 1 and monet_gan as shipped run).
+        roof = in_subprocess("roofline", onednn=True, size=args.size, repeats=repeats)
+        roofline = (f"A {args.size} px train step is {roof['step_gflop_per_image']:.0f} GFLOP per image "
+                    f"(convolutions, forward and both gradients); a 2048^3 float32 matmul runs at "
+                    f"{roof['matmul_gflop_per_s']:.0f} GFLOP/s here (oneDNN on).")
+        for what, baseline, ours, ratio in rows:
+            if what.startswith("train"):
+                roofline += "\n- " + what + ": " + ", ".join(
+                    f"{name} {r['images_per_s'] * roof['step_gflop_per_image']:.0f} GFLOP/s "
+                    f"({r['images_per_s'] * roof['step_gflop_per_image'] / roof['matmul_gflop_per_s']:.0%})"
+                    for name, r in (("baseline", baseline), ("monet_gan", ours)))
+        print(roofline, flush=True)
     if args.only in (None, "export"):
         kinds = [(kind, onednn) for kind, onednn in
                  (("baseline", False), ("baseline, oneDNN on", True), ("ours", True))
@@ -291,6 +341,8 @@ def main() -> int:
         base_rss = f"{baseline['peak_rss_mib']:.0f}" if ratio and baseline["peak_rss_mib"] else "-"
         print(f"{ours['images_per_s']:.3f} | " + (f"{ratio:.2f}x | {base_rss} | " if ratio else "- | - | ")
               + f"{rss} |")
+    if roofline:
+        print("\n" + roofline)
     return 0
 
 
