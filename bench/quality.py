@@ -404,6 +404,10 @@ def main() -> int:
         if args.no_score:
             return 0
         rows = score_results(results, held_out, args.final_only)
+        if not rows:
+            print(f"error: {results} holds no finished runs (<variant>-seed<N>.json) to score.",
+                  file=sys.stderr)
+            return 2
         identity = score_identity(args, results, held_out)
         text, means = table(rows, identity)
         spreads = seed_spreads(rows)
