@@ -66,11 +66,12 @@ def memorization_distance(generated: np.ndarray, real: np.ndarray) -> float:
 def kernel_inception_distance(generated: np.ndarray, real: np.ndarray) -> float:
     """The unbiased estimate of the squared MMD between the feature sets under the kernel
     k(x, y) = (x.y / dim + 1)^3, over all pairs (no subsets); about 0 for sets from one
-    distribution, and it can be slightly negative."""
+    distribution, and it can be slightly negative. NaN when a set has fewer than 2 images
+    (as FID is then)."""
     x, y = np.asarray(generated, np.float64), np.asarray(real, np.float64)
     m, n, dim = len(x), len(y), x.shape[1]
     if m < 2 or n < 2:
-        raise ValueError(f"KID needs at least 2 images in each set. Received: {m} and {n}.")
+        return float("nan")
     kxx, kyy, kxy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
     return float((kxx.sum() - np.trace(kxx)) / (m * (m - 1))
                  + (kyy.sum() - np.trace(kyy)) / (n * (n - 1)) - 2 * kxy.mean())
