@@ -84,6 +84,8 @@ class Config:
                               f"Received: {self.on_bad_record!r}")
         if self.fid_every < 0:
             raise ConfigError(f"fid_every must be 0 (off) or more. Received: fid_every={self.fid_every}")
+        if self.fid_every and self.fid_images < 2:  # a covariance needs two images
+            raise ConfigError(f"fid_images must be at least 2 to score FID. Received: fid_images={self.fid_images}")
         for name in ("batch_size", "epochs", "generator_filters", "critic_filters", "fid_images",
                      "steps_per_execution", "export_batch_size", "checkpoints_to_keep",
                      "checkpoint_every_epochs"):

@@ -39,3 +39,9 @@ def test_unknown_preset_and_fields_are_named():
     bad = json.dumps({"image_size": 64, "colour": 1})
     with pytest.raises(config_lib.ConfigError, match="run/config.json.*colour"):
         config_lib.Config.from_json(bad, source="run/config.json")
+
+
+def test_fid_needs_two_images_when_it_is_scored():
+    with pytest.raises(config_lib.ConfigError, match="fid_images.*Received: fid_images=1"):
+        config_lib.tiny().replace(fid_every=1, fid_images=1)
+    assert config_lib.tiny().replace(fid_every=0, fid_images=1).fid_images == 1
