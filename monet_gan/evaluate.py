@@ -67,7 +67,7 @@ def kernel_inception_distance(generated: np.ndarray, real: np.ndarray) -> float:
     """The unbiased estimate of the squared MMD between the feature sets under the kernel
     k(x, y) = (x.y / dim + 1)^3, over all pairs (no subsets); about 0 for sets from one
     distribution, and it can be slightly negative. NaN when a set has fewer than 2 images
-    (as FID is then)."""
+    (the estimate needs pairs)."""
     x, y = np.asarray(generated, np.float64), np.asarray(real, np.float64)
     m, n, dim = len(x), len(y), x.shape[1]
     if m < 2 or n < 2:
