@@ -151,7 +151,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     JPEG paintings per stage (and per export-only variant built on it) and a JSON of timings."""
     import tensorflow as tf
 
-    from monet_gan import checkpoints, data, export, train
+    from monet_gan import checkpoints, train
 
     config = variant_config(
         args, changes, epochs=args.stages, steps_per_epoch=args.steps // args.stages,
