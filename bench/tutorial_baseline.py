@@ -18,9 +18,11 @@ import tensorflow as tf
 def tutorial_model(config):
     """monet_gan's four networks for `config` in a `CycleGAN` with the tutorial's optimizers,
     Keras' own Adam(2e-4, beta_1=0.5), where `build_cyclegan` gives monet_gan's `FusedAdam`.
-    Built in the same order, so the same seed gives both the same weights."""
+    Built in the same order, so the same seed gives both the same weights. Its convolutions
+    are Keras' own layers, as the tutorial's are (`fastest_cpu_kernels` off)."""
     from monet_gan import cyclegan, networks
 
+    config = config.replace(fastest_cpu_kernels=False)
     model = cyclegan.CycleGAN(
         photo_to_monet=networks.build_generator(config, name="photo_to_monet"),
         monet_to_photo=networks.build_generator(config, name="monet_to_photo"),

@@ -55,6 +55,7 @@ class Config:
     precision: str = "float32"  # float32 | mixed_bfloat16 (TPU, recent GPUs) | mixed_float16 (GPUs)
     jit_compile: bool = False  # compile the train step with XLA
     steps_per_execution: int = 1  # train steps per call into the device (TPUs like 32+)
+    fastest_cpu_kernels: bool = True  # training on a CPU: each conv op on the fastest of 3 kernels (conv_kernels.py)
 
     # --- run outputs ---
     strategy: str = "auto"  # auto|tpu|mirrored|multiworker|default (see distribute.py)

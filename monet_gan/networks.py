@@ -12,6 +12,7 @@ import math
 
 import keras
 
+from monet_gan import conv_kernels
 from monet_gan.config import Config
 
 
@@ -41,9 +42,18 @@ def _instance_norm(name: str) -> keras.layers.Layer:
     )
 
 
-def _down_block(x, filters: int, normalize: bool, name: str):
+def conv_layers(config: Config):
+    """The convolution layer classes: Keras' own, or the same layers choosing the fastest CPU
+    kernel per op when training (`config.fastest_cpu_kernels`, see conv_kernels.py). Under
+    `jit_compile` XLA compiles the whole step, so there is nothing to choose."""
+    if config.fastest_cpu_kernels and not config.jit_compile:
+        return conv_kernels.FastestConv2D, conv_kernels.FastestConv2DTranspose
+    return keras.layers.Conv2D, keras.layers.Conv2DTranspose
+
+
+def _down_block(x, filters: int, normalize: bool, name: str, conv=keras.layers.Conv2D):
     """Halves the resolution: strided 4x4 conv -> instance norm -> LeakyReLU(0.3)."""
-    x = keras.layers.Conv2D(
+    x = conv(
         filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
         use_bias=False, name=f"{name}_conv",
     )(x)
@@ -52,9 +62,9 @@ def _down_block(x, filters: int, normalize: bool, name: str):
     return keras.layers.LeakyReLU(negative_slope=0.3, name=f"{name}_act")(x)
 
 
-def _up_block(x, filters: int, dropout: float, name: str):
+def _up_block(x, filters: int, dropout: float, name: str, conv_transpose=keras.layers.Conv2DTranspose):
     """Doubles the resolution: 4x4 transposed conv -> instance norm -> [dropout] -> ReLU."""
-    x = keras.layers.Conv2DTranspose(
+    x = conv_transpose(
         filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
         use_bias=False, name=f"{name}_conv",
     )(x)
@@ -86,20 +96,22 @@ def build_unet_generator(config: Config, name: str = "generator") -> keras.Model
     size = config.image_size
     width = config.generator_filters
     down_filters = [width * min(2**i, 8) for i in range(generator_depth(size))]
+    conv, conv_transpose = conv_layers(config)
 
     photos = keras.Input((size, size, 3), name="images")
     x = photos
     skips = []
     for i, filters in enumerate(down_filters):
-        x = _down_block(x, filters, normalize=i > 0, name=f"down{i}")
+        x = _down_block(x, filters, normalize=i > 0, name=f"down{i}", conv=conv)
         skips.append(x)
 
     # Up blocks mirror the down blocks, skipping the 1x1 bottleneck itself.
     for i, (filters, skip) in enumerate(zip(reversed(down_filters[:-1]), reversed(skips[:-1]))):
-        x = _up_block(x, filters, config.dropout if i < 3 else 0.0, name=f"up{i}")
+        x = _up_block(x, filters, config.dropout if i < 3 else 0.0, name=f"up{i}",
+                      conv_transpose=conv_transpose)
         x = keras.layers.Concatenate(name=f"skip{i}")([x, skip])
 
-    x = keras.layers.Conv2DTranspose(
+    x = conv_transpose(
         3, 4, strides=2, padding="same", kernel_initializer=_conv_init(), name="to_rgb_conv"
     )(x)
     # The final tanh runs in float32 so outputs stay in [-1, 1] under mixed precision.
@@ -168,18 +180,20 @@ def build_discriminator(config: Config, name: str = "critic") -> keras.Model:
     size = config.image_size
     width = config.critic_filters
 
+    conv, _ = conv_layers(config)
+
     images = keras.Input((size, size, 3), name="images")
-    x = _down_block(images, width, normalize=False, name="down0")
-    x = _down_block(x, width * 2, normalize=True, name="down1")
-    x = _down_block(x, width * 4, normalize=True, name="down2")
+    x = _down_block(images, width, normalize=False, name="down0", conv=conv)
+    x = _down_block(x, width * 2, normalize=True, name="down1", conv=conv)
+    x = _down_block(x, width * 4, normalize=True, name="down2", conv=conv)
     x = keras.layers.ZeroPadding2D(name="pad0")(x)
-    x = keras.layers.Conv2D(
+    x = conv(
         width * 8, 4, strides=1, kernel_initializer=_conv_init(), use_bias=False, name="conv"
     )(x)
     x = _instance_norm("conv_norm")(x)
     x = keras.layers.LeakyReLU(negative_slope=0.3, name="conv_act")(x)
     x = keras.layers.ZeroPadding2D(name="pad1")(x)
-    logits = keras.layers.Conv2D(
+    logits = conv(
         1, 4, strides=1, kernel_initializer=_conv_init(), dtype="float32", name="logits"
     )(x)
     return keras.Model(images, logits, name=name)

@@ -252,6 +252,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--precision", choices=config_lib.PRECISIONS)
     parser.add_argument("--jit-compile", action="store_true", default=None, help="XLA-compile the train step")
     parser.add_argument("--steps-per-execution", type=int)
+    parser.add_argument("--no-fastest-cpu-kernels", action="store_true",
+                        help="train every convolution with TensorFlow's own CPU kernel, untimed")
     parser.add_argument("--generator", choices=("unet", "resnet"), help="default: unet (the tutorial's)")
     parser.add_argument("--adversarial-loss", choices=("bce", "lsgan"), help="default: bce (the tutorial's)")
     parser.add_argument("--diffaugment", metavar="PARTS",
@@ -306,6 +308,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         changes["export"] = False
     if args.no_augment:
         changes["augment"] = False
+    if args.no_fastest_cpu_kernels:
+        changes["fastest_cpu_kernels"] = False
     if args.resume:
         fixed = sorted(f"--{flag.replace('_', '-')}" for flag, field in CONFIG_FLAGS.items()
                        if field in changes and flag not in RESUME_FLAGS)
