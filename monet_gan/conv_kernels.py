@@ -22,6 +22,7 @@ otherwise (inference, export, eager runs, GPUs, TPUs) they are Keras' layers.
 """
 
 import functools
+import gc
 import statistics
 import threading
 import time
@@ -90,16 +91,17 @@ _AS_MATMUL = {"_conv": _conv_as_matmul, "_conv_input_grad": _conv_input_grad_as_
               "_conv_filter_grad": _conv_filter_grad_as_matmul}
 
 
-@functools.cache
-def _compiled(op, static: tuple, kind: str):
+def _function(op, static: tuple, kind: str):
     if kind == "matmul":
         op = _AS_MATMUL[op.__name__]
     return tf.function(functools.partial(op, **dict(static)), jit_compile=kind == "xla")
 
 
-def _median_seconds(function, inputs, repeats: int = 5) -> float:
-    for _ in range(2):  # the first call traces (and for XLA compiles)
-        function(*inputs).numpy()
+_compiled = functools.cache(_function)  # the XLA functions that steps use
+
+
+def _median_seconds(function, inputs, repeats: int = 3) -> float:
+    function(*inputs).numpy()  # traces (and for XLA compiles)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -122,9 +124,10 @@ def _fastest(op, inputs, flops: float, **static):
             with tf.init_scope():  # time eagerly, outside the step being traced
                 rng = np.random.default_rng(0)
                 samples = [tf.constant(rng.standard_normal(t.shape), dtype=t.dtype) for t in inputs]
-                seconds = {kind: _median_seconds(_compiled(op, static, kind), samples)
+                seconds = {kind: _median_seconds(_function(op, static, kind), samples)
                            for kind in CANDIDATES}
             kernel_choices[key] = min(seconds, key=seconds.get)
+            gc.collect()  # the timed functions and their kernels: 100-300 MB at 256 px
     if kernel_choices[key] == "xla":
         return _compiled(op, static, "xla")(*inputs)
     if kernel_choices[key] == "matmul":
