@@ -8,12 +8,14 @@ first time a training step is traced, this module times three kernels on random 
 shape and uses the fastest from then on:
 - "tensorflow": TensorFlow's own op;
 - "xla": the same op compiled by XLA (`tf.function(jit_compile=True)`), whose CPU kernels
-  are fast on some shapes where oneDNN is slow (the critic's one-channel logits: 1 ms, not 31);
+  are fast on some shapes where oneDNN is slow (the filter gradient of the critic's
+  one-channel logits: 3.5 ms, not 31);
 - "matmul": im2col and one matrix product, which suits the U-Net's inner layers: 1x1 to 16x16
   pixels with 512-1024 channels, where the work is reading the 4x4x512x1024 kernel once
   (the 2x2 -> 4x4 transposed convolution: 7 ms, not 37).
 (Times from bench/RESULTS.md, on this project's 2-core AVX2 CPU.) Ops smaller than
-`TUNE_MIN_FLOPS` keep TensorFlow's kernel: timing them would cost more than it gains.
+`TUNE_MIN_FLOPS`, and ops that TensorFlow's kernel runs in less than `TUNE_MIN_SECONDS`, keep
+TensorFlow's kernel: timing and compiling the others would cost more than they could gain.
 
 The layers hold the same weights as Keras' `Conv2D` and `Conv2DTranspose` and compute the same
 convolution (to float rounding), so checkpoints of either load into the other. They choose
@@ -31,9 +33,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-# Ops below this many floating-point operations keep TensorFlow's kernel (a 256 px U-Net's
-# 1x1-4x4 layers are 8-34 MFLOP; its large layers 1-4 GFLOP).
+# Ops below this many floating-point operations keep TensorFlow's kernel, untimed (a 256 px
+# U-Net's 1x1-4x4 layers are 8-34 MFLOP; its large layers 1-4 GFLOP).
 TUNE_MIN_FLOPS = 5e6
+# So do ops that TensorFlow's kernel runs faster than this: the others could gain little
+# there, and compiling one for XLA takes 0.1-0.5 s.
+TUNE_MIN_SECONDS = 0.002
 
 # The kernels timed for each op: TensorFlow's (oneDNN or Eigen), XLA's, and an im2col matmul.
 CANDIDATES = ("tensorflow", "xla", "matmul")
@@ -124,8 +129,10 @@ def _fastest(op, inputs, flops: float, **static):
             with tf.init_scope():  # time eagerly, outside the step being traced
                 rng = np.random.default_rng(0)
                 samples = [tf.constant(rng.standard_normal(t.shape), dtype=t.dtype) for t in inputs]
-                seconds = {kind: _median_seconds(_function(op, static, kind), samples)
-                           for kind in CANDIDATES}
+                seconds = {"tensorflow": _median_seconds(_function(op, static, "tensorflow"), samples)}
+                if seconds["tensorflow"] >= TUNE_MIN_SECONDS:
+                    seconds.update({kind: _median_seconds(_function(op, static, kind), samples)
+                                    for kind in CANDIDATES if kind != "tensorflow"})
             kernel_choices[key] = min(seconds, key=seconds.get)
             gc.collect()  # the timed functions and their kernels: 100-300 MB at 256 px
     if kernel_choices[key] == "xla":

@@ -22,6 +22,7 @@ LAYERS = [
 def kernels(monkeypatch):
     """Times every op, however small, among the candidates a test names; forgets the choices."""
     monkeypatch.setattr(conv_kernels, "TUNE_MIN_FLOPS", 0)
+    monkeypatch.setattr(conv_kernels, "TUNE_MIN_SECONDS", 0)
     monkeypatch.setattr(conv_kernels, "kernel_choices", {})
 
     def use(*candidates):
@@ -78,6 +79,24 @@ def test_outside_training_they_are_keras_layers(kernels):
     tf.function(lambda images: layer(images, training=True)).get_concrete_function(
         tf.TensorSpec([None, 8, 8, 3]))  # an unknown batch size
     assert choices == {}
+
+
+def test_small_and_quick_ops_keep_tensorflows_kernel(monkeypatch):
+    timed = []
+    real_median_seconds = conv_kernels._median_seconds
+    monkeypatch.setattr(conv_kernels, "_median_seconds",
+                        lambda function, inputs: timed.append(function) or real_median_seconds(function, inputs))
+    x = tf.ones([1, 8, 8, 3])
+    for min_flops, min_seconds, times in ((5e6, 0.0, 0), (0, 60.0, 1), (0, 0.0, 3)):
+        monkeypatch.setattr(conv_kernels, "TUNE_MIN_FLOPS", min_flops)  # this op: 6 kFLOP
+        monkeypatch.setattr(conv_kernels, "TUNE_MIN_SECONDS", min_seconds)
+        monkeypatch.setattr(conv_kernels, "kernel_choices", {})
+        timed.clear()
+        layer = conv_kernels.FastestConv2D(4, 4, strides=2, padding="same")
+        tf.function(lambda: layer(x, training=True))()  # the forward op alone
+        assert len(timed) == times  # none, TensorFlow's alone, all three
+        if times < 3:
+            assert list(conv_kernels.kernel_choices.values()) == ["tensorflow"]
 
 
 def test_the_networks_keep_their_weights_with_either_layer():
