@@ -81,8 +81,8 @@ def _conv_input_grad_as_matmul(kernel, dy, *, input_shape, strides, padding):
     rows = tf.transpose(tf.matmul(tf.reshape(kernel, [-1, kernel.shape[-1]]),
                                   tf.reshape(dy, [-1, dy.shape[-1]]), transpose_b=True))
     zeros = tf.zeros(input_shape, dy.dtype)
-    # col2im is the adjoint of im2col. (tf.gradients, not a tape: this runs inside a tape's
-    # backward pass, where new tapes do not record; it is always traced, never eager.)
+    # col2im is the adjoint of im2col. (tf.gradients, not a tape: this also runs inside a
+    # tape's backward pass, where new tapes do not record; it is only ever traced.)
     patches = _patches(zeros, kernel.shape, strides, padding)
     return tf.gradients(patches, zeros, grad_ys=rows)[0]
 
@@ -134,7 +134,7 @@ def _fastest(op, inputs, flops: float, **static):
                     seconds.update({kind: _median_seconds(_function(op, static, kind), samples)
                                     for kind in CANDIDATES if kind != "tensorflow"})
             kernel_choices[key] = min(seconds, key=seconds.get)
-            gc.collect()  # the timed functions and their kernels: 100-300 MB at 256 px
+            gc.collect()  # release the timed functions now, not at a later collection
     if kernel_choices[key] == "xla":
         return _compiled(op, static, "xla")(*inputs)
     if kernel_choices[key] == "matmul":
