@@ -56,9 +56,9 @@ def test_each_kernel_gives_keras_outputs_and_gradients(kind, stock, fastest, arg
     ours.build(shape)
     assert [w.shape for w in ours.weights] == [w.shape for w in theirs.weights]
     rng = np.random.default_rng(0)
+    weights = [0.1 * rng.standard_normal(w.shape).astype("float32") for w in theirs.weights]
     for layer in (theirs, ours):  # non-zero bias too
-        layer.set_weights([0.1 * rng.standard_normal(w.shape).astype("float32") for w in theirs.weights])
-        rng = np.random.default_rng(0)
+        layer.set_weights(weights)
     x = tf.constant(rng.standard_normal(shape), tf.float32)
     expected = _output_and_gradients(theirs, x)
     assert not choices  # Keras' layer chooses nothing
