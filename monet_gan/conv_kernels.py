@@ -115,26 +115,31 @@ def _median_seconds(function, inputs, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
+def _choose(op, inputs, flops: float, static: tuple) -> str:
+    """The candidate that runs `op` on inputs of these shapes fastest (see the thresholds)."""
+    if len(CANDIDATES) == 1:
+        return CANDIDATES[0]
+    if flops < TUNE_MIN_FLOPS:
+        return "tensorflow"
+    with tf.init_scope():  # time eagerly, outside the step being traced
+        rng = np.random.default_rng(0)
+        samples = [tf.constant(rng.standard_normal(t.shape), dtype=t.dtype) for t in inputs]
+        seconds = {"tensorflow": _median_seconds(_function(op, static, "tensorflow"), samples)}
+        if seconds["tensorflow"] >= TUNE_MIN_SECONDS:
+            seconds.update({kind: _median_seconds(_function(op, static, kind), samples)
+                            for kind in CANDIDATES if kind != "tensorflow"})
+    gc.collect()  # release the timed functions now, not at a later collection
+    return min(seconds, key=seconds.get)
+
+
 def _fastest(op, inputs, flops: float, **static):
     """`op(*inputs, **static)` on the kernel that ran it fastest when first timed."""
     static = tuple(sorted((k, tuple(v) if isinstance(v, (list, tuple)) else v)
                           for k, v in static.items()))
     key = (op.__name__, tuple(tuple(t.shape) for t in inputs), inputs[0].dtype.name, static)
     with _tuning:
-        if key in kernel_choices:
-            pass
-        elif len(CANDIDATES) == 1 or flops < TUNE_MIN_FLOPS:
-            kernel_choices[key] = CANDIDATES[0] if len(CANDIDATES) == 1 else "tensorflow"
-        else:
-            with tf.init_scope():  # time eagerly, outside the step being traced
-                rng = np.random.default_rng(0)
-                samples = [tf.constant(rng.standard_normal(t.shape), dtype=t.dtype) for t in inputs]
-                seconds = {"tensorflow": _median_seconds(_function(op, static, "tensorflow"), samples)}
-                if seconds["tensorflow"] >= TUNE_MIN_SECONDS:
-                    seconds.update({kind: _median_seconds(_function(op, static, kind), samples)
-                                    for kind in CANDIDATES if kind != "tensorflow"})
-            kernel_choices[key] = min(seconds, key=seconds.get)
-            gc.collect()  # release the timed functions now, not at a later collection
+        if key not in kernel_choices:
+            kernel_choices[key] = _choose(op, inputs, flops, static)
     if kernel_choices[key] == "xla":
         return _compiled(op, static, "xla")(*inputs)
     if kernel_choices[key] == "matmul":
