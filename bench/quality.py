@@ -115,14 +115,12 @@ def seconds_per_step(config, model) -> float:
 
 
 def scored_photos(args) -> list:
-    """The first --photos photos, in batches, resized to the training size as
-    export.translate resizes them."""
-    import tensorflow as tf
-
+    """The first --photos photos, in batches, resized to the training size as training and
+    translation.translate resize them."""
     from monet_gan import data
 
     photos = data.scan_records(data.domain_files(str(args.data), "photo"))
-    return [tf.image.resize(batch, [args.size] * 2, method="area", antialias=True)
+    return [data.resize_to_uint8(batch, args.size)
             for batch in data.read_images(photos).take(args.photos).batch(32)]
 
 
@@ -130,9 +128,9 @@ def write_paintings(path: Path, generator, photos: list, size: int, tta: bool = 
     """The generator's translations of `photos` as a zip of JPEGs (written whole, then renamed)."""
     import tensorflow as tf
 
-    from monet_gan import export
+    from monet_gan.translation import translate
 
-    paintings = tf.concat([export.translate(generator, batch, size, tta) for batch in photos], axis=0)
+    paintings = tf.concat([translate(generator, batch, size, tta) for batch in photos], axis=0)
     partial = path.with_suffix(".partial")
     with zipfile.ZipFile(partial, "w") as archive:
         for i, painting in enumerate(paintings):
@@ -151,7 +149,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     JPEG paintings per stage (and per export-only variant built on it) and a JSON of timings."""
     import tensorflow as tf
 
-    from monet_gan import checkpoints, train
+    from monet_gan import checkpoints, run_folder, train
 
     config = variant_config(
         args, changes, epochs=args.stages, steps_per_epoch=args.steps // args.stages,
@@ -166,8 +164,8 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     exports = {name: config.export_tta, **{derived: True for derived, base in EXPORT_ONLY.items()
                                if base == name and derived in args.variant_names}}
     generator = model.photo_to_monet
-    for step in checkpoints.checkpoint_steps(run_dir / train.CHECKPOINT_DIR):
-        path = run_dir / train.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
+    for step in checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR):
+        path = run_dir / run_folder.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
         tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
         for export_name, tta in exports.items():
             write_paintings(results / f"{run_name(export_name, seed)}-step{step}.zip",
@@ -202,9 +200,10 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
     takes about a minute per 300 images on 2 cores)."""
     import numpy as np
 
-    from monet_gan import evaluate
+    from monet_gan import scores
+    from monet_gan.image_sets import ImageSet
 
-    real = evaluate.ImageSet(str(held_out)).features(cache=True)
+    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
     rows = []
     for timing_file in sorted(results.glob("*.json")):
         timing = json.loads(timing_file.read_text())
@@ -213,9 +212,9 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
         for step, paintings in stages[-1:] if final_only else stages:
             features_file = paintings.with_suffix(".features.npy")
             if not features_file.exists():
-                np.save(features_file, evaluate.ImageSet(str(paintings)).features())
+                np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
             generated = np.load(features_file)
-            rows.append({**timing, "step": step, **evaluate.score(generated, real)})
+            rows.append({**timing, "step": step, **scores.score(generated, real)})
     return rows
 
 
@@ -225,16 +224,17 @@ def score_identity(args, results: Path, held_out: Path) -> dict:
     variant that does not beat it has not learned the style yet."""
     import numpy as np
 
-    from monet_gan import evaluate
+    from monet_gan import scores
+    from monet_gan.image_sets import ImageSet
 
     paintings = results / "identity.zip"
     if not paintings.exists():
         write_paintings(paintings, unchanged, scored_photos(args), args.size)
     features_file = paintings.with_suffix(".features.npy")
     if not features_file.exists():
-        np.save(features_file, evaluate.ImageSet(str(paintings)).features())
-    real = evaluate.ImageSet(str(held_out)).features(cache=True)
-    return {"variant": "identity", **evaluate.score(np.load(features_file), real)}
+        np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
+    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
+    return {"variant": "identity", **scores.score(np.load(features_file), real)}
 
 
 def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:

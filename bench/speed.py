@@ -159,7 +159,7 @@ def measure_roofline(size: int, repeats: int) -> dict:
 def measure_export(kind: str, size: int, count: int) -> dict:
     import keras
 
-    from monet_gan import config, export, networks
+    from monet_gan import artifacts, config, networks
     from tutorial_baseline import tutorial_export
 
     keras.utils.set_random_seed(0)
@@ -176,9 +176,9 @@ def measure_export(kind: str, size: int, count: int) -> dict:
             warm, records = workdir / "warm_tfrec", workdir / "photo_tfrec"
             write_photo_records(photos[:2], warm / "photos.tfrec")
             write_photo_records(photos, records / "photos.tfrec")
-            export.write_images_zip(generator, cfg, str(warm), workdir / "warm.zip")  # warm-up
+            artifacts.write_images_zip(generator, cfg, str(warm), workdir / "warm.zip")  # warm-up
             start = time.perf_counter()
-            written = export.write_images_zip(generator, cfg, str(records), workdir / "images.zip")
+            written = artifacts.write_images_zip(generator, cfg, str(records), workdir / "images.zip")
         seconds = time.perf_counter() - start
     return {"images_per_s": written / seconds, "images": written, "peak_rss_mib": peak_rss_mib()}
 
@@ -192,7 +192,7 @@ def write_photo_records(photos, path: Path):
     with tf.io.TFRecordWriter(str(path)) as writer:
         for i, photo in enumerate(photos):
             jpeg = tf.io.encode_jpeg(photo, quality=95).numpy()
-            writer.write(make_tfrecords.make_example(f"p{i}", jpeg, "photo").SerializeToString())
+            writer.write(make_tfrecords.make_example(f"p{i}".encode(), jpeg, "photo").SerializeToString())
 
 
 def measure_data(size: int, batches: int) -> dict:

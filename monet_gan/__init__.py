@@ -1,4 +1,11 @@
-"""monet_gan: photos to Monet paintings with a CycleGAN (TensorFlow / Keras 3)."""
+"""monet_gan: photos to Monet paintings with a CycleGAN (TensorFlow / Keras 3).
+
+Commands on top, importing nothing from each other: `train`, `export`, `evaluate`,
+`make_tfrecords`. Below them, a run (`artifacts`, `callbacks`, `checkpoints`, `distribute`),
+images and scores (`translation`, `scores`, `inception`, `image_sets`), the model (`cyclegan`,
+`networks`, `conv_kernels`, `fused_adam`, `diffaugment`), data (`data`), and the base (`cli`,
+`run_folder`, `config`, `files`, `errors`). A module imports only from layers below its own.
+"""
 
 import os
 

@@ -23,16 +23,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from monet_gan.cyclegan import NETWORK_NAMES
+from monet_gan.errors import RunError, TrainingStopped
+
 CHECKPOINT_PREFIX = "ckpt"
 DAMAGED_DIR = "damaged"  # where a resume moves checkpoints that do not restore
-
-
-class TrainingStopped(RuntimeError):
-    """Training ended early; the message says why and how to go on."""
-
-    def __init__(self, message: str, exit_code: int):
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 def dropout_random_state(network: keras.Model) -> list:
@@ -42,11 +37,10 @@ def dropout_random_state(network: keras.Model) -> list:
 
 def make_checkpoint(model, step: tf.Variable) -> tf.train.Checkpoint:
     """Everything a run needs to continue exactly."""
-    networks = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
-    parts = {name: getattr(model, name) for name in networks}
-    parts.update({f"{name}_optimizer": getattr(model, f"{name}_optimizer") for name in networks})
-    parts.update({f"{name}_dropout_state": dropout_random_state(getattr(model, name))
-                  for name in networks})
+    parts = {}
+    for name, (optimizer, network) in zip(NETWORK_NAMES, model.optimized_networks()):
+        parts.update({name: network, f"{name}_optimizer": optimizer,
+                      f"{name}_dropout_state": dropout_random_state(network)})
     parts["augment_random_state"] = [model.seed_generator.state]  # DiffAugment, image history
     if model.histories:
         parts["image_history"] = [v for h in model.histories.values() for v in h.variables]
@@ -85,10 +79,10 @@ def restore_newest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
             try:
                 status.expect_partial() if partial else status.assert_consumed()
             except AssertionError as error:
-                raise TrainingStopped(
+                raise RunError(
                     f"{path} does not fit this run's networks (written by another version of "
-                    f"monet_gan, or for another config): {str(error).splitlines()[0][:300]}",
-                    exit_code=2) from None
+                    f"monet_gan, or for another config): {str(error).splitlines()[0][:300]}"
+                ) from None
             return path
         note = "skipping it"
         if move_damaged:
@@ -100,8 +94,8 @@ def restore_newest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
         print(f"warning: checkpoint {path} is damaged ({problem}); {note} and using the one "
               "before.", file=sys.stderr)
     if steps:
-        raise TrainingStopped(f"No checkpoint in {directory} can be restored; the damaged ones "
-                              f"are in {directory / DAMAGED_DIR}.", exit_code=2)
+        raise RunError(f"No checkpoint in {directory} can be restored; the damaged ones are "
+                       f"in {directory / DAMAGED_DIR}.")
     return None
 
 
@@ -210,6 +204,6 @@ class CheckpointCallback(keras.callbacks.Callback):
 def estimated_checkpoint_bytes(model) -> int:
     """Bytes of one checkpoint: every float variable of the networks and optimizers."""
     variables = list(model.variables)
-    for name in ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic"):
-        variables += list(getattr(model, f"{name}_optimizer").variables)
+    for optimizer, _ in model.optimized_networks():
+        variables += list(optimizer.variables)
     return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in variables))

@@ -1,5 +1,8 @@
 """One typed config for a CycleGAN run, and its presets.
 
+Every field says, in one place, its default, its help text and what values it takes; the
+commands make their flags from these (`monet_gan.cli`), so every field has a flag
+(`--image-size` for `image_size`, `--augment/--no-augment` for a switch).
 Presets are small functions that change a few fields of the default `Config`:
 `kaggle()` is the competition recipe, `sample()` is what the README's main command
 runs on a laptop in minutes, `tiny()` is what the tests run.
@@ -7,118 +10,121 @@ runs on a laptop in minutes, `tiny()` is what the tests run.
 
 import dataclasses
 import json
+import math
+import types
 from pathlib import Path
+
+from monet_gan.errors import ConfigError
 
 # The shipped sample data: `tfrecords/` at the top of the repository.
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "tfrecords"
 
+# The values a field may take, where they are a list.
 PRESETS = ("kaggle", "sample", "tiny")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+BAD_RECORD_POLICIES = ("fail", "skip")
+GENERATORS = ("unet", "resnet")
+ADVERSARIAL_LOSSES = ("bce", "lsgan")
 DIFFAUGMENT_PARTS = ("color", "translation", "cutout")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
+EXPORT_CHECKPOINTS = ("best", "newest")
+
+# What `--resume` may still change: the run's length, where and how fast it runs, what it
+# saves and the export. The rest would make the resumed run another run.
+CHANGEABLE_ON_RESUME = (
+    "data_dir", "on_bad_record", "epochs", "precision", "jit_compile", "steps_per_execution",
+    "fastest_cpu_kernels", "strategy", "sample_images", "checkpoints_to_keep",
+    "checkpoint_every_epochs", "checkpoint_every_steps", "fid_every", "fid_images", "export",
+    "export_batch_size", "export_tta", "export_checkpoint",
+)
 
 
-class ConfigError(ValueError):
-    """A config value that cannot be used; the message names the field or flag."""
+def setting(default, help: str, *, choices: tuple | None = None, minimum=None, maximum=None,
+            below=None, above=None, flag: str | None = None):
+    """A config field: its default, its help text (the flag's), the values it takes
+    (`choices`, or a range: `minimum`/`maximum` inclusive, `above`/`below` exclusive) and its
+    flag when that is not `--field-name`."""
+    return dataclasses.field(default=default, metadata=dict(
+        help=help, choices=choices, minimum=minimum, maximum=maximum, below=below, above=above,
+        flag=flag))
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     # --- data ---
-    data_dir: str | None = None  # holds monet_tfrec/ and photo_tfrec/; None: the Kaggle input folder
-    image_size: int = 256  # side of the square training images; a power of two, 32..256
-    augment: bool = True  # random flip and 12% resize-and-crop jitter (CycleGAN paper's 286->256)
-    shuffle_buffer: int = 2048  # photos shuffled across this many records
-    on_bad_record: str = "fail"  # an unusable record or image: fail (naming it) | skip (counted)
+    data_dir: str | None = setting(
+        None, "folder holding monet_tfrec/ and photo_tfrec/ (default: the Kaggle input folder)",
+        flag="--data")
+    image_size: int = setting(256, "side of the square training images: a power of two, 32..256")
+    augment: bool = setting(True, "random flip and 12% resize-and-crop jitter of both domains")
+    shuffle_buffer: int = setting(2048, "photos shuffled across this many records", minimum=1)
+    on_bad_record: str = setting(
+        "fail", "an unusable record or image: fail (stop, naming it) or skip it (counted)",
+        choices=BAD_RECORD_POLICIES)
 
     # --- networks (the tutorial's U-Net and 70x70 PatchGAN at the defaults) ---
-    generator_filters: int = 64  # filters of the first down block; doubles per block up to 8x
-    critic_filters: int = 64  # filters of the critic's first block; doubles per block
-    dropout: float = 0.5  # dropout rate in the generator's first three up blocks (U-Net)
-    generator: str = "unet"  # unet (the tutorial's) | resnet (the CycleGAN paper's, 9 blocks at 256 px)
+    generator_filters: int = setting(64, "filters of the generator's first block; doubles per block up to 8x",
+                                     minimum=1)
+    critic_filters: int = setting(64, "filters of the critic's first block; doubles per block", minimum=1)
+    dropout: float = setting(0.5, "dropout rate of the U-Net's first three up blocks", minimum=0.0, below=1.0)
+    generator: str = setting("unet", "unet (the tutorial's) or resnet (the CycleGAN paper's, 9 blocks at 256 px)",
+                             choices=GENERATORS)
 
     # --- optimisation ---
-    batch_size: int = 1  # per replica; the global batch is this times the replica count
-    epochs: int = 25  # one epoch is one pass over the Monet set
-    steps_per_epoch: int | None = None  # None: Monet images // global batch
-    learning_rate: float = 2e-4  # Adam, for all four networks
-    beta_1: float = 0.5  # Adam's first-moment decay
-    cycle_weight: float = 10.0  # lambda of the cycle-consistency loss (CycleGAN paper, eq. 2)
-    identity_weight: float = 5.0  # weight of the identity loss; the tutorial uses 0.5 * lambda
-    adversarial_loss: str = "bce"  # bce (from logits, the tutorial) | lsgan (least squares, the paper)
-    diffaugment: str = ""  # DiffAugment before every critic call, e.g. "color,translation,cutout"
-    diffaugment_strength: float = 1.0  # scales DiffAugment's ranges; 1.0 is the paper's
-    history_size: int = 0  # fake images kept per critic (the paper: 50); 0: none
-    lr_decay_start: float = 1.0  # fraction of the run after which the rate falls linearly to 0; 1: never
-    seed: int = 0  # seeds weights, shuffling and dropout
+    batch_size: int = setting(1, "per replica; the global batch is this times the replica count", minimum=1)
+    epochs: int = setting(25, "one epoch is one pass over the Monet paintings", minimum=1)
+    steps_per_epoch: int | None = setting(None, "default: Monet paintings // global batch", minimum=1)
+    learning_rate: float = setting(2e-4, "Adam's rate, for all four networks", above=0.0)
+    beta_1: float = setting(0.5, "Adam's first-moment decay", minimum=0.0, below=1.0)
+    cycle_weight: float = setting(10.0, "lambda of the cycle-consistency loss (CycleGAN paper, eq. 2)",
+                                  minimum=0.0)
+    identity_weight: float = setting(5.0, "weight of the identity loss (the tutorial: 0.5 lambda); 0: off",
+                                     minimum=0.0)
+    adversarial_loss: str = setting("bce", "bce (from logits, the tutorial's) or lsgan (least squares, the paper's)",
+                                    choices=ADVERSARIAL_LOSSES)
+    diffaugment: str = setting("", "DiffAugment before every critic call: a comma list of "
+                               + ", ".join(DIFFAUGMENT_PARTS) + " (default: off)")
+    diffaugment_strength: float = setting(1.0, "scales DiffAugment's ranges; 1 is the paper's", minimum=0.0)
+    history_size: int = setting(0, "older fakes kept per critic (the paper: 50); 0: none", minimum=0)
+    lr_decay_start: float = setting(1.0, "fraction of the run after which the rate falls linearly to 0; 1: never",
+                                    minimum=0.0, maximum=1.0)
+    seed: int = setting(0, "seeds weights, shuffling, augmentation and dropout", minimum=0)
 
     # --- accelerators ---
-    precision: str = "float32"  # float32 | mixed_bfloat16 (TPU, recent GPUs) | mixed_float16 (GPUs)
-    jit_compile: bool = False  # compile the train step with XLA
-    steps_per_execution: int = 1  # train steps per call into the device (TPUs like 32+)
-    fastest_cpu_kernels: bool = True  # CPU training: U-Net/PatchGAN conv ops on the fastest of 3 kernels (conv_kernels.py)
+    precision: str = setting("float32", "float32, mixed_bfloat16 (TPUs, recent GPUs) or mixed_float16 (GPUs)",
+                             choices=PRECISIONS)
+    jit_compile: bool = setting(False, "compile the train step with XLA")
+    steps_per_execution: int = setting(1, "train steps per call into the device (TPUs like 32)", minimum=1)
+    fastest_cpu_kernels: bool = setting(
+        True, "CPU training: each U-Net/PatchGAN convolution op on the fastest of three kernels (conv_kernels.py)")
+    strategy: str = setting("auto", "auto, tpu, mirrored, multiworker or default (see distribute.py)",
+                            choices=STRATEGIES)
 
     # --- run outputs ---
-    strategy: str = "auto"  # auto|tpu|mirrored|multiworker|default (see distribute.py)
-    sample_images: int = 4  # photos shown in the per-epoch sample grid
-    checkpoints_to_keep: int = 3  # newest checkpoints kept in the run folder
-    checkpoint_every_epochs: int = 1  # a checkpoint at the end of every this many epochs
-    checkpoint_every_steps: int = 0  # and every this many steps; 0: only at epoch ends
-    fid_every: int = 0  # score FID/MiFID of translated photos every this many epochs; 0: never
-    fid_images: int = 300  # photos translated for each such score (scored against all paintings)
-    export: bool = True  # write images.zip and the SavedModel when training ends
-    export_batch_size: int = 8  # photos translated at once during export (fastest on a 2-core CPU)
-    export_tta: bool = False  # paint each photo and its mirror image, average the two
-    export_checkpoint: str = "best"  # best (by FID, when scored; else newest) | newest
+    sample_images: int = setting(4, "photos shown in the per-epoch sample grid", minimum=1)
+    checkpoints_to_keep: int = setting(3, "newest checkpoints kept in the run folder", minimum=1)
+    checkpoint_every_epochs: int = setting(1, "a checkpoint at the end of every Nth epoch", minimum=1)
+    checkpoint_every_steps: int = setting(0, "and one every N steps; 0: at epoch ends only", minimum=0)
+    fid_every: int = setting(0, "score FID/MiFID/KID of translated photos every N epochs; 0: never", minimum=0)
+    fid_images: int = setting(300, "photos translated for each such score", minimum=1)
+    export: bool = setting(True, "write images.zip and the SavedModel when training ends")
+    export_batch_size: int = setting(8, "photos translated at once by the export", minimum=1)
+    export_tta: bool = setting(False, "export: average each photo's painting with its mirror image's")
+    export_checkpoint: str = setting(
+        "best", "export from the best checkpoint by FID (when the run scored any, else the newest) or the newest",
+        choices=EXPORT_CHECKPOINTS)
 
     def __post_init__(self):
+        for field in dataclasses.fields(self):
+            check_field(field, getattr(self, field.name))
         size = self.image_size
         if size < 32 or size > 256 or size & (size - 1):
-            raise ConfigError(
-                "image_size must be a power of two from 32 to 256 (flag --image-size). "
-                f"Received: image_size={size}"
-            )
-        if self.checkpoint_every_steps < 0:
-            raise ConfigError("checkpoint_every_steps must be 0 (only at epoch ends) or more "
-                              f"(flag --checkpoint-every-steps). Received: {self.checkpoint_every_steps}")
-        if self.on_bad_record not in ("fail", "skip"):
-            raise ConfigError("on_bad_record must be fail or skip (flag --on-bad-record). "
-                              f"Received: {self.on_bad_record!r}")
-        if self.fid_every < 0:
-            raise ConfigError(f"fid_every must be 0 (off) or more. Received: fid_every={self.fid_every}")
+            raise ConfigError("image_size must be a power of two from 32 to 256 (flag --image-size). "
+                              f"Received: image_size={size}")
         if self.fid_every and self.fid_images < 2:  # a covariance needs two images
-            raise ConfigError(f"fid_images must be at least 2 to score FID. Received: fid_images={self.fid_images}")
-        for name in ("batch_size", "epochs", "generator_filters", "critic_filters", "fid_images",
-                     "steps_per_execution", "export_batch_size", "checkpoints_to_keep",
-                     "checkpoint_every_epochs"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1. Received: {name}={getattr(self, name)}")
-        if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
-            raise ConfigError(
-                "steps_per_epoch must be at least 1 or None (flag --steps-per-epoch). "
-                f"Received: steps_per_epoch={self.steps_per_epoch}"
-            )
-        if self.precision not in PRECISIONS:
-            raise ConfigError(
-                f"precision must be one of {', '.join(PRECISIONS)} (flag --precision). "
-                f"Received: precision={self.precision!r}"
-            )
-        choices = {"generator": ("unet", "resnet"), "adversarial_loss": ("bce", "lsgan"),
-                   "export_checkpoint": ("best", "newest")}
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ConfigError(f"{name} must be one of {', '.join(allowed)} (flag "
-                                  f"--{name.replace('_', '-')}). Received: {getattr(self, name)!r}")
-        unknown = sorted({p.strip() for p in self.diffaugment.split(",") if p.strip()}
-                         - set(DIFFAUGMENT_PARTS))
-        if unknown:
-            raise ConfigError(f"diffaugment (flag --diffaugment) may name {', '.join(DIFFAUGMENT_PARTS)}."
-                              f" Received: {unknown}")
-        if self.history_size < 0 or self.diffaugment_strength < 0:
-            raise ConfigError("history_size and diffaugment_strength must be 0 or more.")
-        if not 0.0 <= self.lr_decay_start <= 1.0:
-            raise ConfigError(f"lr_decay_start must be in [0, 1]. Received: {self.lr_decay_start}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ConfigError(f"dropout must be in [0, 1). Received: dropout={self.dropout}")
+            raise ConfigError("fid_images must be at least 2 to score FID (flag --fid-images). "
+                              f"Received: fid_images={self.fid_images}")
+        diffaugment_parts(self.diffaugment)
 
     def replace(self, **changes) -> "Config":
         """A copy with `changes` applied; unknown field names are an error."""
@@ -137,11 +143,66 @@ class Config:
             values = json.loads(text)
         except json.JSONDecodeError as error:
             raise ConfigError(f"{source} is not valid JSON: {error}") from None
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - known
+        if not isinstance(values, dict):
+            raise ConfigError(f"{source} does not hold a JSON object of config fields.")
+        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"{source} has unknown config fields {sorted(unknown)}")
-        return cls(**values)
+        try:
+            return cls(**values)
+        except ConfigError as error:
+            raise ConfigError(f"{source}: {error}") from None
+
+
+def flag(field: dataclasses.Field) -> str:
+    """The command-line flag of a config field."""
+    return field.metadata.get("flag") or "--" + field.name.replace("_", "-")
+
+
+def value_type(field: dataclasses.Field) -> type:
+    """int, float, str or bool: the field's type without its `| None`."""
+    if isinstance(field.type, types.UnionType):
+        [kind] = [t for t in field.type.__args__ if t is not type(None)]
+        return kind
+    return field.type
+
+
+def check_field(field: dataclasses.Field, value) -> None:
+    """Raises ConfigError, naming the field, its flag and `value`, when `value` is not of the
+    field's type or outside its choices or range."""
+    kind, meta = value_type(field), field.metadata
+    where = f"(flag {flag(field)}). Received: {field.name}={value!r}"
+    if value is None and field.default is None:
+        return
+    # bool is an int in Python: a switch is no count, and a count no switch.
+    right_type = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        right_type = True
+    if not right_type:
+        raise ConfigError(f"{field.name} must be of type {kind.__name__} {where}")
+    if kind is float and not math.isfinite(value):
+        raise ConfigError(f"{field.name} must be a finite number {where}")
+    if meta["choices"] is not None and value not in meta["choices"]:
+        raise ConfigError(f"{field.name} must be one of {', '.join(meta['choices'])} {where}")
+    low, high, above, below = meta["minimum"], meta["maximum"], meta["above"], meta["below"]
+    if ((low is not None and value < low) or (high is not None and value > high)
+            or (above is not None and value <= above) or (below is not None and value >= below)):
+        if low is not None and (high is not None or below is not None):
+            bound = f"in [{low}, {high}]" if high is not None else f"in [{low}, {below})"
+        else:
+            bound = f"at least {low}" if low is not None else f"more than {above}"
+        raise ConfigError(f"{field.name} must be {bound} {where}")
+
+
+def diffaugment_parts(policy: str) -> tuple[str, ...]:
+    """'color,translation,cutout' -> its parts, in order; '' -> () (off). Unknown parts
+    are a ConfigError."""
+    parts = tuple(p.strip() for p in policy.split(",") if p.strip())
+    unknown = sorted(set(parts) - set(DIFFAUGMENT_PARTS))
+    if unknown:
+        raise ConfigError(f"diffaugment (flag --diffaugment) may name {', '.join(DIFFAUGMENT_PARTS)}. "
+                          f"Received: {unknown}")
+    return parts
 
 
 def kaggle() -> Config:

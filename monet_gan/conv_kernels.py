@@ -117,8 +117,6 @@ def _median_seconds(function, inputs, repeats: int = 3) -> float:
 
 def _choose(op, inputs, flops: float, static: tuple) -> str:
     """The candidate that runs `op` on inputs of these shapes fastest (see the thresholds)."""
-    if len(CANDIDATES) == 1:
-        return CANDIDATES[0]
     if flops < TUNE_MIN_FLOPS:
         return "tensorflow"
     with tf.init_scope():  # time eagerly, outside the step being traced

@@ -5,15 +5,20 @@ Names, mapped once to the CycleGAN paper (Zhu et al. 2017):
 - `monet_to_photo` is F: Y -> X;
 - `monet_critic` is D_Y, telling real paintings from G's;
 - `photo_critic` is D_X, telling real photos from F's.
+Each network `name` has its optimizer in `name_optimizer`, and a checkpoint keeps both under
+those names (`checkpoints.make_checkpoint`).
 """
 
 import keras
 import tensorflow as tf
 
 from monet_gan import diffaugment, networks
-from monet_gan.config import Config
+from monet_gan.config import Config, diffaugment_parts
+from monet_gan.errors import ConfigError
 from monet_gan.fused_adam import FusedAdam
 
+NETWORK_NAMES = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
+# The first four are the objectives of the networks of NETWORK_NAMES, in that order.
 LOSS_NAMES = (
     "monet_generator_loss", "photo_generator_loss", "monet_critic_loss", "photo_critic_loss",
     "cycle_loss", "identity_loss",
@@ -94,7 +99,7 @@ class CycleGAN(keras.Model):
 
     def __init__(self, photo_to_monet, monet_to_photo, monet_critic, photo_critic,
                  cycle_weight: float = 10.0, identity_weight: float = 5.0,
-                 adversarial: str = "bce", diffaugment_policy: str = "",
+                 adversarial: str = "bce", diffaugment_policy: tuple[str, ...] = (),
                  diffaugment_strength: float = 1.0, history_size: int = 0, seed: int = 0,
                  **kwargs):
         super().__init__(**kwargs)
@@ -105,7 +110,7 @@ class CycleGAN(keras.Model):
         self.cycle_weight = cycle_weight
         self.identity_weight = identity_weight
         self.adversarial = adversarial
-        self.diffaugment_policy = diffaugment.parse_policy(diffaugment_policy)
+        self.diffaugment_policy = tuple(diffaugment_policy)  # parts, in order (config.diffaugment_parts)
         self.diffaugment_strength = diffaugment_strength
         # DiffAugment's and the image history's random draws; its state is checkpointed.
         self.seed_generator = keras.random.SeedGenerator(seed, name="cyclegan_seed")
@@ -114,6 +119,9 @@ class CycleGAN(keras.Model):
                            "photo": ImageHistory(history_size, size, "photo_history")}
                           if history_size else None)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # Built with its networks (functional models, built), so that `fit` under a strategy
+        # does not try to build it by calling it: a CycleGAN has no single call.
+        self.built = True
 
     def compile(self, photo_to_monet_optimizer, monet_to_photo_optimizer,
                 monet_critic_optimizer, photo_critic_optimizer, **kwargs):
@@ -123,26 +131,43 @@ class CycleGAN(keras.Model):
         self.monet_critic_optimizer = monet_critic_optimizer
         self.photo_critic_optimizer = photo_critic_optimizer
         # Create the optimizer slots now, so a checkpoint restores them before step one.
-        for optimizer, network in self._optimized_networks():
+        for optimizer, network in self.optimized_networks():
             optimizer.build(network.trainable_variables)
 
-    def _optimized_networks(self):
-        return [
-            (self.photo_to_monet_optimizer, self.photo_to_monet),
-            (self.monet_to_photo_optimizer, self.monet_to_photo),
-            (self.monet_critic_optimizer, self.monet_critic),
-            (self.photo_critic_optimizer, self.photo_critic),
-        ]
+    def optimized_networks(self) -> list:
+        """(optimizer, network) pairs, in the order of NETWORK_NAMES."""
+        return [(getattr(self, f"{name}_optimizer"), getattr(self, name)) for name in NETWORK_NAMES]
 
     @property
     def metrics(self):
         return list(self.trackers.values())
 
-    def call(self, photos, training=False):
-        return self.photo_to_monet(photos, training=training)
-
     def compute_losses(self, photos, monets, training=True) -> dict:
         """The per-example losses of one batch, keyed like `LOSS_NAMES`."""
+        images = self._translate(photos, monets, training)
+        logits = self._judge(photos, monets, images["fake_monets"], images["fake_photos"], training)
+
+        def adversarial(name, is_real):
+            return adversarial_loss(logits[name], is_real, self.adversarial)
+
+        # Cycle consistency, both directions (paper eq. 2), shared by both generators.
+        cycle = self.cycle_weight * (l1_loss(photos, images["cycled_photos"])
+                                     + l1_loss(monets, images["cycled_monets"]))
+        identity_monet = self.identity_weight * l1_loss(monets, images["same_monets"])
+        identity_photo = self.identity_weight * l1_loss(photos, images["same_photos"])
+        return {
+            "monet_generator_loss": adversarial("fake_monets", True) + cycle + identity_monet,
+            "photo_generator_loss": adversarial("fake_photos", True) + cycle + identity_photo,
+            "monet_critic_loss": 0.5 * (adversarial("real_monets", True)
+                                        + adversarial("critics_fake_monets", False)),
+            "photo_critic_loss": 0.5 * (adversarial("real_photos", True)
+                                        + adversarial("critics_fake_photos", False)),
+            "cycle_loss": cycle,
+            "identity_loss": identity_monet + identity_photo,
+        }
+
+    def _translate(self, photos, monets, training) -> dict:
+        """G(x), F(y), their cycles F(G(x)) and G(F(y)), and the identities G(y), F(x)."""
         # G(x) with G(y), and F(y) with F(x), each pair in one call of twice the batch: the
         # same values, but one filter gradient per pair instead of two held at once, which
         # lowers peak memory at 256 px by about 250 MiB (bench/RESULTS.md).
@@ -150,45 +175,32 @@ class CycleGAN(keras.Model):
             self.photo_to_monet(tf.concat([photos, monets], 0), training=training), 2)
         fake_photos, same_photos = tf.split(
             self.monet_to_photo(tf.concat([monets, photos], 0), training=training), 2)
-        cycled_photos = self.monet_to_photo(fake_monets, training=training)  # F(G(x))
-        cycled_monets = self.photo_to_monet(fake_photos, training=training)  # G(F(y))
+        return {"fake_monets": fake_monets, "same_monets": same_monets,
+                "fake_photos": fake_photos, "same_photos": same_photos,
+                "cycled_photos": self.monet_to_photo(fake_monets, training=training),
+                "cycled_monets": self.photo_to_monet(fake_photos, training=training)}
 
+    def _judge(self, photos, monets, fake_monets, fake_photos, training) -> dict:
+        """The critics' patch logits of real and generated images. The critics' own losses
+        judge older fakes instead when there is a history ("critics_fake_*": its images carry
+        no gradient to the generators, whose losses use the current fakes)."""
         def critic(network, images):  # DiffAugment, when on, before every critic call
             if self.diffaugment_policy and training:
                 images = diffaugment.diff_augment(images, self.diffaugment_policy,
                                                   self.diffaugment_strength, self.seed_generator)
             return network(images, training=training)
 
-        real_monet_logits = critic(self.monet_critic, monets)
-        fake_monet_logits = critic(self.monet_critic, fake_monets)
-        real_photo_logits = critic(self.photo_critic, photos)
-        fake_photo_logits = critic(self.photo_critic, fake_photos)
-        # The critics judge older fakes too when there is a history (its images carry no
-        # gradient to the generators; the generators' losses use the current fakes).
-        critic_fake_monet_logits, critic_fake_photo_logits = fake_monet_logits, fake_photo_logits
+        logits = {"real_monets": critic(self.monet_critic, monets),
+                  "fake_monets": critic(self.monet_critic, fake_monets),
+                  "real_photos": critic(self.photo_critic, photos),
+                  "fake_photos": critic(self.photo_critic, fake_photos)}
+        logits["critics_fake_monets"], logits["critics_fake_photos"] = logits["fake_monets"], logits["fake_photos"]
         if self.histories and training:
-            critic_fake_monet_logits = critic(
+            logits["critics_fake_monets"] = critic(
                 self.monet_critic, self.histories["monet"].query(fake_monets, self.seed_generator))
-            critic_fake_photo_logits = critic(
+            logits["critics_fake_photos"] = critic(
                 self.photo_critic, self.histories["photo"].query(fake_photos, self.seed_generator))
-
-        def adversarial(logits, is_real):
-            return adversarial_loss(logits, is_real, self.adversarial)
-
-        # Cycle consistency, both directions (paper eq. 2), shared by both generators.
-        cycle = self.cycle_weight * (l1_loss(photos, cycled_photos) + l1_loss(monets, cycled_monets))
-        identity_monet = self.identity_weight * l1_loss(monets, same_monets)
-        identity_photo = self.identity_weight * l1_loss(photos, same_photos)
-        return {
-            "monet_generator_loss": adversarial(fake_monet_logits, True) + cycle + identity_monet,
-            "photo_generator_loss": adversarial(fake_photo_logits, True) + cycle + identity_photo,
-            "monet_critic_loss": 0.5 * (adversarial(real_monet_logits, True)
-                                        + adversarial(critic_fake_monet_logits, False)),
-            "photo_critic_loss": 0.5 * (adversarial(real_photo_logits, True)
-                                        + adversarial(critic_fake_photo_logits, False)),
-            "cycle_loss": cycle,
-            "identity_loss": identity_monet + identity_photo,
-        }
+        return logits
 
     def train_step(self, data):
         photos, monets = data
@@ -196,12 +208,11 @@ class CycleGAN(keras.Model):
             per_example = self.compute_losses(photos, monets, training=True)
             # Sum over this replica's examples / global batch (see the class docstring).
             losses = {k: tf.nn.compute_average_loss(v) for k, v in per_example.items()}
-            # The first four losses are the objectives of the networks in `_optimized_networks`.
             # scale_loss is the identity but for float16 loss scaling (LossScaleOptimizer).
             objectives = [optimizer.scale_loss(losses[name])
-                          for name, (optimizer, _) in zip(LOSS_NAMES, self._optimized_networks())]
+                          for name, (optimizer, _) in zip(LOSS_NAMES, self.optimized_networks())]
 
-        for objective, (optimizer, network) in zip(objectives, self._optimized_networks()):
+        for objective, (optimizer, network) in zip(objectives, self.optimized_networks()):
             variables = network.trainable_variables
             optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
         del tape
@@ -245,7 +256,7 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         cycle_weight=config.cycle_weight,
         identity_weight=config.identity_weight,
         adversarial=config.adversarial_loss,
-        diffaugment_policy=config.diffaugment,
+        diffaugment_policy=diffaugment_parts(config.diffaugment),
         diffaugment_strength=config.diffaugment_strength,
         history_size=config.history_size,
         seed=config.seed,
@@ -253,7 +264,8 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
     rate = config.learning_rate
     if config.lr_decay_start < 1.0:
         if not total_steps:
-            raise ValueError("build_cyclegan needs total_steps when the learning rate decays")
+            raise ConfigError("lr_decay_start below 1 (flag --lr-decay-start) needs the run's "
+                              "length: pass total_steps to build_cyclegan.")
         rate = ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
 
     def adam(name):

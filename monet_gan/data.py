@@ -7,11 +7,14 @@ Pipelines run: read -> decode -> cache -> shuffle/repeat -> augment -> batch -> 
 
 import dataclasses
 import os
+import re
 import sys
-from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+
+from monet_gan.config import BAD_RECORD_POLICIES, Config
+from monet_gan.errors import DataError
 
 RECORD_SIZE = 256  # the competition's images are 256x256
 KAGGLE_DATA_DIR = "/kaggle/input/gan-getting-started"
@@ -22,12 +25,6 @@ FEATURES = {
 }
 OPTIONAL_FEATURES = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in FEATURES}
 TFRECORD_SUFFIXES = (".tfrec", ".tfrecord", ".tfrecords")
-BAD_RECORD_POLICIES = ("fail", "skip")  # flag --on-bad-record
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-
-
-class DataError(ValueError):
-    """Input data that cannot be used; the message names the file or flag."""
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
@@ -84,14 +81,19 @@ def parse_record(serialized: tf.Tensor) -> dict:
     return tf.io.parse_single_example(serialized, FEATURES)
 
 
+def resize_to_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 (or float [0, 255]) [..., H, W, 3] -> uint8 [..., size, size, 3]: area-averaged
+    (antialiased) and rounded. Every image at another size goes through this one chain:
+    records for training, photos for the export, images made into records."""
+    resized = tf.image.resize(images, [size, size], method="area", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
+
+
 def decode_image(jpeg: tf.Tensor, size: int = RECORD_SIZE) -> tf.Tensor:
     """JPEG bytes -> uint8 [size, size, 3], resized from the 256x256 record if needed."""
     image = tf.io.decode_jpeg(jpeg, channels=3)
     image = tf.ensure_shape(image, [RECORD_SIZE, RECORD_SIZE, 3])
-    if size != RECORD_SIZE:
-        image = tf.image.resize(image, [size, size], method="area", antialias=True)
-        image = tf.cast(tf.round(image), tf.uint8)
-    return image
+    return image if size == RECORD_SIZE else resize_to_uint8(image, size)
 
 
 def to_float(image: tf.Tensor) -> tf.Tensor:
@@ -129,7 +131,16 @@ class Records:
 
 def check_policy(on_bad_record: str) -> None:
     if on_bad_record not in BAD_RECORD_POLICIES:
-        raise DataError(f"--on-bad-record must be fail or skip. Received: {on_bad_record!r}")
+        raise DataError(f"--on-bad-record must be one of {', '.join(BAD_RECORD_POLICIES)}. "
+                        f"Received: {on_bad_record!r}")
+
+
+def op_error_text(error: tf.errors.OpError) -> str:
+    """The first line of a TensorFlow error, without the names of its internal functions
+    and ops ({{function_node __wrapped__...}}, [Op:...])."""
+    text = (error.message.splitlines() or [type(error).__name__])[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.sub(r"\s*\[Op:[^\]]*\].*$", "", text).strip() or type(error).__name__
 
 
 def _check_record(serialized: tf.Tensor) -> tf.Tensor:
@@ -165,7 +176,7 @@ def scan_records(files: list[str], on_bad_record: str = "fail") -> Records:
                 count += 1
         except tf.errors.OpError as error:
             problems.append(f"{path} record {count}: cannot be read, the file is truncated or "
-                            f"corrupt from there on ({error.message.splitlines()[0]})")
+                            f"corrupt from there on ({op_error_text(error)})")
         else:
             if count == 0:
                 problems.append(f"{path}: holds no records")
@@ -185,13 +196,13 @@ def scan_records(files: list[str], on_bad_record: str = "fail") -> Records:
         problems.append(f"{files[file_index]} record {index - starts[file_index]}: "
                         f"{_PROBLEMS[int(codes[index])]}")
     records = Records(list(files), readable, codes == 0, problems)
-    _apply_policy(problems, on_bad_record, records.count, ", ".join(files),
+    apply_policy(problems, on_bad_record, records.count, ", ".join(files),
                   "Rewrite the records with `python -m monet_gan.make_tfrecords`, which converts "
                   "and resizes, or remove the file")
     return records
 
 
-def _apply_policy(problems: list[str], on_bad_record: str, usable: int, where: str, fix: str):
+def apply_policy(problems: list[str], on_bad_record: str, usable: int, where: str, fix: str):
     """Fails on the first problem ('fail'), or warns with their count ('skip'); no usable
     input at all fails either way."""
     if problems and on_bad_record == "fail":
@@ -199,7 +210,8 @@ def _apply_policy(problems: list[str], on_bad_record: str, usable: int, where: s
         raise DataError(f"{problems[0]}{more}. {fix}; or pass --on-bad-record skip to leave "
                         "unusable inputs out.")
     if usable == 0:
-        raise DataError(f"Nothing usable in {where}. {fix}.")
+        first = f" ({len(problems)} unusable; the first: {problems[0]})" if problems else ""
+        raise DataError(f"Nothing usable in {where}{first}. {fix}.")
     if problems:
         print(f"warning: left out {len(problems)} unusable inputs (--on-bad-record skip), "
               f"the first: {problems[0]}", file=sys.stderr)
@@ -252,7 +264,7 @@ def domain_dataset(records: Records, size: int, augmented: bool, shuffle_buffer:
     return images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def training_records(config, global_batch_size: int) -> tuple[Records, Records]:
+def training_records(config: Config, global_batch_size: int) -> tuple[Records, Records]:
     """The usable (photo, Monet) records of the config's data folder, every record checked
     (config.on_bad_record says what to do with unusable ones)."""
     data_dir = resolve_data_dir(config.data_dir)
@@ -266,7 +278,7 @@ def training_records(config, global_batch_size: int) -> tuple[Records, Records]:
     return photos, monets
 
 
-def training_dataset(config, global_batch_size: int, start_step: int = 0,
+def training_dataset(config: Config, global_batch_size: int, start_step: int = 0,
                      records: tuple[Records, Records] | None = None) -> tf.data.Dataset:
     """Endless (photo, Monet) batches, from training step `start_step` on.
 
@@ -280,90 +292,3 @@ def training_dataset(config, global_batch_size: int, start_step: int = 0,
     pairs = tf.data.Dataset.zip(domain_dataset(photos, seed=config.seed, **options),
                                 domain_dataset(monets, seed=config.seed + 1, **options))
     return pairs.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
-
-
-def list_images(folder: str) -> list[str]:
-    """JPEG and PNG files in `folder`, sorted; DataError when there are none."""
-    return list_files(folder, IMAGE_SUFFIXES)
-
-
-MAX_IMAGE_BYTES = 64 * 2**20  # a bigger file is refused unread (zip bombs, stray files)
-MAX_IMAGE_PIXELS = 64 * 2**20  # an image that would decode to more is refused undecoded
-
-
-def decode_any_image(encoded: tf.Tensor) -> tf.Tensor:
-    """JPEG, PNG (grey or RGBA too) bytes -> uint8 [H, W, 3]."""
-    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
-
-
-def _pixels_in_header(encoded: tf.Tensor) -> tf.Tensor:
-    """Width x height from a JPEG's or PNG's header (0 for other bytes): checked before
-    decoding, so a small file cannot expand into gigabytes."""
-    def png_pixels():
-        size = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8)
-        size = tf.cast(size, tf.int64)
-        width = size[0] * 2**24 + size[1] * 2**16 + size[2] * 2**8 + size[3]
-        height = size[4] * 2**24 + size[5] * 2**16 + size[6] * 2**8 + size[7]
-        return width * height
-
-    is_png = tf.logical_and(tf.strings.length(encoded) >= 24,
-                            tf.strings.substr(encoded, 0, 8) == b"\x89PNG\r\n\x1a\n")
-    return tf.cond(tf.io.is_jpeg(encoded),
-                   lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)),
-                   lambda: tf.cond(is_png, png_pixels, lambda: tf.constant(0, tf.int64)))
-
-
-def _image_or_nothing(encoded: tf.Tensor) -> tf.Tensor:
-    """decode_any_image, with an error (caught by ignore_errors) for oversized images."""
-    pixels = _pixels_in_header(encoded)
-    tf.debugging.assert_less_equal(pixels, tf.constant(MAX_IMAGE_PIXELS, tf.int64))
-    with tf.control_dependencies([tf.debugging.assert_positive(pixels)]):
-        return decode_any_image(encoded)
-
-
-def check_encoded_images(encoded: tf.data.Dataset, labels: list[str]) -> tuple[np.ndarray, list]:
-    """Which of the encoded images (one per label, in order) decode as JPEG or PNG within
-    the size caps, as a bool array, and a problem line for each that does not."""
-    usable = np.zeros(len(labels), bool)
-    checked = encoded.enumerate().map(lambda i, image: (i, tf.shape(_image_or_nothing(image))),
-                                      num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
-    for index, _ in checked.batch(256).as_numpy_iterator():
-        usable[index] = True
-    return usable, [f"{labels[i]}: not a readable JPEG or PNG image (or over "
-                    f"{MAX_IMAGE_PIXELS} pixels)" for i in np.flatnonzero(~usable)]
-
-
-def scan_image_files(paths: list[str], on_bad_record: str = "fail") -> list[str]:
-    """The JPEG/PNG files among `paths` that can be used; the others fail or are skipped
-    as `scan_records` does."""
-    check_policy(on_bad_record)
-    sizes = [tf.io.gfile.stat(p).length for p in paths]
-    problems = [f"{p}: larger than {MAX_IMAGE_BYTES} bytes" for p, n in zip(paths, sizes)
-                if n > MAX_IMAGE_BYTES]
-    small = [p for p, n in zip(paths, sizes) if n <= MAX_IMAGE_BYTES]
-    usable, more = check_encoded_images(
-        tf.data.Dataset.from_tensor_slices(tf.constant(small, tf.string)).map(tf.io.read_file), small)
-    good = [p for p, ok in zip(small, usable) if ok]
-    _apply_policy(problems + more, on_bad_record, len(good), os.path.dirname(paths[0]) or ".",
-                  "Remove or replace those files")
-    return good
-
-
-def read_image_file(path: str) -> tf.Tensor:
-    """uint8 [H, W, 3] from a JPEG or PNG file; DataError naming the file if it is none."""
-    return read_image_bytes(path, tf.io.gfile.GFile(path, "rb").read(MAX_IMAGE_BYTES + 1))
-
-
-def read_image_bytes(label: str, encoded: bytes) -> tf.Tensor:
-    """uint8 [H, W, 3] from JPEG or PNG bytes; DataError naming `label` if they are none."""
-    if len(encoded) > MAX_IMAGE_BYTES:
-        raise DataError(f"{label} is larger than {MAX_IMAGE_BYTES} bytes; not read.")
-    try:
-        return _image_or_nothing(tf.constant(encoded))
-    except tf.errors.OpError:
-        raise DataError(f"{label} is not a readable JPEG or PNG image "
-                        f"(or over {MAX_IMAGE_PIXELS} pixels).") from None
-
-
-def path_stem(path: str) -> str:
-    return Path(path).stem

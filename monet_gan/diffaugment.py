@@ -5,21 +5,12 @@ through it; with 300 paintings it keeps the critics from memorising them.
 
 Images are float [-1, 1], [batch, height, width, 3]. `strength` scales every range (1.0 is
 the paper's); each call draws new random parameters from the Keras `seed` generator.
+
+The parts are named in `config.DIFFAUGMENT_PARTS`, which checks a config's list of them.
 """
 
 import keras
 import tensorflow as tf
-
-from monet_gan.config import DIFFAUGMENT_PARTS as POLICIES
-
-
-def parse_policy(policy: str) -> tuple[str, ...]:
-    """'color,translation,cutout' -> its parts; '' -> () (off)."""
-    parts = tuple(p.strip() for p in policy.split(",") if p.strip())
-    unknown = sorted(set(parts) - set(POLICIES))
-    if unknown:
-        raise ValueError(f"unknown DiffAugment parts {unknown}; choose from {', '.join(POLICIES)}")
-    return parts
 
 
 def _uniform(batch, seed, low, high):
@@ -72,6 +63,7 @@ def cutout(x, strength: float, seed, ratio: float = 0.5):
 
 
 def diff_augment(x, policy: tuple[str, ...], strength: float, seed):
+    """The parts of `policy` (from config.diffaugment_parts), in order."""
     for part in policy:
         x = {"color": color, "translation": translation, "cutout": cutout}[part](x, strength, seed)
     return x

@@ -1,15 +1,14 @@
-"""Choosing the `tf.distribute` strategy: TPU, several GPUs, several machines, or one device."""
+"""Choosing the `tf.distribute` strategy (TPU, several GPUs, several machines, or one device),
+and training where Keras' `fit` does not run (several machines)."""
 
 import json
 import os
 
+import keras
 import tensorflow as tf
 
-STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
-
-
-class StrategyError(ValueError):
-    """A strategy that was asked for but cannot be had."""
+from monet_gan.config import STRATEGIES
+from monet_gan.errors import StrategyError
 
 
 def _tpu_strategy(required: bool):
@@ -74,3 +73,31 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     if "chief" in resolver.cluster_spec().as_dict():
         return task_type == "chief"
     return task_type is None or (task_type == "worker" and task_id == 0)
+
+
+def fit_multiworker(model: keras.Model, pairs: tf.data.Dataset, *, epochs: int, initial_epoch: int,
+                    steps_per_epoch: int, callbacks: list, **unused):
+    """`model.fit` for MultiWorkerMirroredStrategy, which Keras 3's fit does not support
+    (keras-team/keras#20585): the same train_step, metrics and callbacks, without a bar."""
+    strategy = model.distribute_strategy
+    batches = iter(strategy.experimental_distribute_dataset(pairs))
+
+    @tf.function
+    def train_step():
+        strategy.run(model.train_step, args=(next(batches),))
+
+    def logs():  # read outside the replicas, the trackers hold the mean over all workers
+        return {metric.name: float(metric.result()) for metric in model.metrics}
+
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for metric in model.metrics:
+            metric.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        for batch in range(steps_per_epoch):
+            train_step()
+            callback_list.on_train_batch_end(batch, logs())
+        print(f"Epoch {epoch + 1}/{epochs}: " + " - ".join(f"{k}: {v:.4f}" for k, v in logs().items()))
+        callback_list.on_epoch_end(epoch, logs())
+    callback_list.on_train_end()

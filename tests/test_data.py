@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from monet_gan import config as config_lib
 from monet_gan import data
+from monet_gan.errors import DataError
 
 
 def test_training_pairs_are_scaled_batches_of_both_domains(tiny_config):
@@ -58,25 +59,25 @@ def test_the_shipped_sample_is_competition_data():
 # --- bad input: each error names the path or flag and what to do ---
 
 def test_missing_data_folder(tmp_path):
-    with pytest.raises(data.DataError, match=f"--data {tmp_path}/nope: no such folder"):
+    with pytest.raises(DataError, match=f"--data {tmp_path}/nope: no such folder"):
         data.resolve_data_dir(str(tmp_path / "nope"))
 
 
 def test_no_data_folder_and_no_kaggle_input():
-    with pytest.raises(data.DataError, match="pass --data DIR"):
+    with pytest.raises(DataError, match="pass --data DIR"):
         data.resolve_data_dir(None)
 
 
 def test_folder_without_the_competition_layout(tmp_path):
-    with pytest.raises(data.DataError, match="monet_tfrec does not exist"):
+    with pytest.raises(DataError, match="monet_tfrec does not exist"):
         data.domain_files(str(tmp_path), "monet")
 
 
 def test_glob_matching_nothing(tmp_path):
-    with pytest.raises(data.DataError, match=r"No .tfrec.* files found at .*\*.tfrec"):
+    with pytest.raises(DataError, match=r"No .tfrec.* files found at .*\*.tfrec"):
         data.list_files(str(tmp_path / "*.tfrec"))
 
 
 def test_fewer_paintings_than_one_batch(tiny_config):
-    with pytest.raises(data.DataError, match="holds 6 usable paintings, fewer than one global batch of 8"):
+    with pytest.raises(DataError, match="holds 6 usable paintings, fewer than one global batch of 8"):
         data.training_records(tiny_config, 8)

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from monet_gan import distribute
+from monet_gan.errors import StrategyError
 
 
 def test_default_and_auto_on_one_cpu(monkeypatch):
@@ -20,15 +21,15 @@ def test_mirrored_can_be_forced():
 
 
 def test_tpu_asked_for_without_one_is_a_clear_error():
-    with pytest.raises(distribute.StrategyError, match="--strategy tpu: no TPU could be reached"):
+    with pytest.raises(StrategyError, match="--strategy tpu: no TPU could be reached"):
         distribute.get_strategy("tpu")
 
 
 def test_unknown_strategy_and_bad_tf_config(monkeypatch):
-    with pytest.raises(distribute.StrategyError, match="--strategy must be one of.*'gpu'"):
+    with pytest.raises(StrategyError, match="--strategy must be one of.*'gpu'"):
         distribute.get_strategy("gpu")
     monkeypatch.setenv("TF_CONFIG", "{not json")
-    with pytest.raises(distribute.StrategyError, match="TF_CONFIG is not a JSON cluster spec"):
+    with pytest.raises(StrategyError, match="TF_CONFIG is not a JSON cluster spec"):
         distribute.get_strategy("auto")
 
 

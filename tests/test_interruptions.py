@@ -5,22 +5,39 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import textwrap
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from monet_gan import checkpoints, cyclegan, train
-from monet_gan.files import OutputError
+from monet_gan import checkpoints, cyclegan, files, run_folder, train
+from monet_gan.errors import OutputError, RunError, TrainingStopped
 
 STEPS, EPOCHS = 6, 2  # per epoch; a run of 12 steps
 
+# `python -m monet_gan.train ARGS` that sends itself SIGNAL right after it saved the
+# checkpoint of step STEP: the interruption lands at the same step on every machine.
+SIGNALLED_TRAIN = textwrap.dedent("""
+    import os, runpy, sys
+    from monet_gan import checkpoints
+    signum, at_step = int(sys.argv[1]), int(sys.argv[2])
+    save = checkpoints.CheckpointCallback.save
 
-def train_command(run_dir, data_dir, *extra):
-    return [sys.executable, "-m", "monet_gan.train", "--preset", "tiny", "--data", str(data_dir),
-            "--run-dir", str(run_dir), "--no-export", "--seed", "7", "--epochs", str(EPOCHS),
-            "--steps-per-epoch", str(STEPS), *extra]
+    def save_then_signal(self, done):
+        save(self, done)
+        if done == at_step:
+            os.kill(os.getpid(), signum)
+
+    checkpoints.CheckpointCallback.save = save_then_signal
+    sys.argv = ["monet_gan.train", *sys.argv[3:]]
+    runpy.run_module("monet_gan.train", run_name="__main__", alter_sys=True)
+""")
+
+
+def train_args(run_dir, data_dir, *extra):
+    return ["--preset", "tiny", "--data", str(data_dir), "--run-dir", str(run_dir), "--no-export",
+            "--seed", "7", "--epochs", str(EPOCHS), "--steps-per-epoch", str(STEPS), *extra]
 
 
 def run(command, **kwargs):
@@ -28,21 +45,12 @@ def run(command, **kwargs):
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300, **kwargs)
 
 
-def start(command):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+def train_command(*args):
+    return [sys.executable, "-m", "monet_gan.train", *args]
 
 
-def wait_for_checkpoint(run_dir, process, condition):
-    """Polls until a checkpoint whose step satisfies `condition` exists; returns the steps."""
-    deadline = time.time() + 240
-    while time.time() < deadline:
-        steps = checkpoints.checkpoint_steps(run_dir / "checkpoints") if (run_dir / "checkpoints").is_dir() else []
-        if any(condition(s) for s in steps):
-            return steps
-        assert process.poll() is None, process.communicate()
-        time.sleep(0.01)
-    raise AssertionError("no checkpoint appeared")
+def signalled_train_command(signum, at_step, *args):
+    return [sys.executable, "-c", SIGNALLED_TRAIN, str(int(signum)), str(at_step), *args]
 
 
 def final_weights(run_dir):
@@ -61,7 +69,7 @@ def assert_same_weights(a, b):
 @pytest.fixture(scope="module")
 def uninterrupted(data_dir, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("uninterrupted") / "run"
-    result = run(train_command(run_dir, data_dir))
+    result = run(train_command(*train_args(run_dir, data_dir)))
     assert result.returncode == 0, result.stderr
     weights = final_weights(run_dir)
     assert int(weights["step/.ATTRIBUTES/VARIABLE_VALUE"]) == STEPS * EPOCHS
@@ -71,30 +79,25 @@ def uninterrupted(data_dir, tmp_path_factory):
 def test_sigkill_then_sigterm_then_resume_reaches_the_uninterrupted_weights(data_dir, tmp_path,
                                                                           uninterrupted):
     run_dir = tmp_path / "run"
-    resume = train_command(run_dir, data_dir)[:3] + ["--resume", str(run_dir)]
+    resume = ["--resume", str(run_dir)]
 
-    # SIGKILL mid-epoch: nothing can be saved; the newest checkpoint (every step) is used.
-    process = start(train_command(run_dir, data_dir, "--checkpoint-every-steps", "1"))
-    wait_for_checkpoint(run_dir, process, lambda step: step >= 1)
-    process.kill()
-    process.communicate()
-    killed_at = checkpoints.checkpoint_steps(run_dir / "checkpoints")[-1]
-    assert killed_at < STEPS, "killed too late to test a mid-epoch resume"
+    # SIGKILL mid-epoch, after step 2: nothing can be saved; the newest checkpoint (every step) is used.
+    killed = run(signalled_train_command(signal.SIGKILL, 2,
+                                         *train_args(run_dir, data_dir, "--checkpoint-every-steps", "1")))
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert checkpoints.checkpoint_steps(run_dir / "checkpoints") == [1, 2]  # 3 kept, 2 written
 
-    # Resumed with checkpoints at epoch ends only, then SIGTERM after the first epoch's:
-    # the step reached is saved, so no step is lost.
-    process = start(resume + ["--checkpoint-every-steps", "0"])
-    wait_for_checkpoint(run_dir, process, lambda step: step == STEPS)
-    process.send_signal(signal.SIGTERM)
-    stdout, stderr = process.communicate(timeout=120)
-    assert f"ckpt-{killed_at} at step {killed_at}" in stdout
-    assert process.returncode == 128 + signal.SIGTERM, stderr
-    assert "SIGTERM: saving a checkpoint after the current step" in stderr and "Traceback" not in stderr
-    stopped_at = int(stderr.split("Stopped by SIGTERM after step ")[1].split(";")[0])
-    assert checkpoints.checkpoint_steps(run_dir / "checkpoints")[-1] == stopped_at
-    assert stopped_at > STEPS or stopped_at == STEPS * EPOCHS
+    # Resumed with checkpoints at epoch ends only, then SIGTERM right after the first epoch's:
+    # the step reached when it is seen (the next one) is saved, so no step is lost.
+    stopped = run(signalled_train_command(signal.SIGTERM, STEPS, *resume, "--checkpoint-every-steps", "0"))
+    assert "ckpt-2 at step 2 (0 epochs and 2 steps done)" in stopped.stdout
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert "SIGTERM: saving a checkpoint after the current step" in stopped.stderr
+    assert f"Stopped by SIGTERM after step {STEPS + 1}; saved" in stopped.stderr
+    assert "Traceback" not in stopped.stderr and "error:" not in stopped.stderr
+    assert checkpoints.checkpoint_steps(run_dir / "checkpoints") == [2, STEPS, STEPS + 1]
 
-    result = run(resume)
+    result = run(train_command(*resume))
     assert result.returncode == 0, result.stderr
     assert_same_weights(final_weights(run_dir), uninterrupted)
 
@@ -119,7 +122,7 @@ def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tiny_config,
     assert checkpoints.checkpoint_steps(folder) == [2]
 
     next(folder.glob("ckpt-2.data-*")).write_bytes(b"")
-    with pytest.raises(checkpoints.TrainingStopped, match="No checkpoint in .* can be restored"):
+    with pytest.raises(RunError, match="No checkpoint in .* can be restored"):
         checkpoints.restore_newest(checkpoints.make_checkpoint(model, step), folder)
 
 
@@ -139,7 +142,7 @@ def test_a_nan_loss_stops_training_and_saves_nothing_after_it(tiny_config, tmp_p
         return {**losses, "monet_critic_loss": losses["monet_critic_loss"] + poison}
 
     monkeypatch.setattr(cyclegan.CycleGAN, "compute_losses", poisoned)
-    with pytest.raises(checkpoints.TrainingStopped, match=r"monet_critic_loss became nan by step 5 .*ckpt-4"):
+    with pytest.raises(TrainingStopped, match=r"monet_critic_loss became nan by step 5 .*ckpt-4"):
         train.train(config, run_dir)
     folder = run_dir / "checkpoints"
     assert checkpoints.checkpoint_steps(folder) == [2, 3, 4]
@@ -157,7 +160,13 @@ def test_an_unwritable_or_full_run_folder_is_an_error_before_training(tiny_confi
     class Usage:
         free = 1000
 
-    monkeypatch.setattr(train.shutil, "disk_usage", lambda path: Usage)
-    with pytest.raises(OutputError, match=r"has 0.00 GiB free; this model's checkpoints need about"):
-        train.train(tiny_config, tmp_path / "run")
+    with monkeypatch.context() as patch:
+        patch.setattr(files.shutil, "disk_usage", lambda path: Usage)
+        with pytest.raises(OutputError, match=r"has 0.00 GiB free; this model's checkpoints \(two of them\) "
+                                              r"need about .* choose another --run-dir"):
+            train.train(tiny_config.replace(export=False), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints").exists()
+    # The failed start wrote no config.json, so the same --run-dir takes the retry.
+    assert not run_folder.holds_run(tmp_path / "run")
+    train.train(tiny_config.replace(export=False), tmp_path / "run")
+    assert run_folder.load_run_config(tmp_path / "run") == tiny_config.replace(export=False)

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from monet_gan import data, make_tfrecords
+from monet_gan.errors import DataError, OutputError
 
 
 def test_any_folder_of_images_becomes_competition_records(tmp_path):
@@ -30,7 +31,7 @@ def test_any_folder_of_images_becomes_competition_records(tmp_path):
 
 def test_an_unreadable_image_is_named(tmp_path):
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
-    with pytest.raises(data.DataError, match="broken.jpg: not a readable JPEG or PNG"):
+    with pytest.raises(DataError, match="broken.jpg: not a readable JPEG or PNG"):
         make_tfrecords.write_tfrecords(str(tmp_path), str(tmp_path / "out"), "photo")
     assert not (tmp_path / "out").exists()  # nothing written
 
@@ -39,10 +40,10 @@ def test_existing_records_are_not_overwritten(tmp_path):
     (tmp_path / "out" / "photo_tfrec").mkdir(parents=True)
     (tmp_path / "out" / "photo_tfrec" / "photo00-9.tfrec").write_bytes(b"mine")
     (tmp_path / "a.png").write_bytes(tf.io.encode_png(np.zeros((8, 8, 3), np.uint8)).numpy())
-    with pytest.raises(data.DataError, match="photo_tfrec already holds files"):
+    with pytest.raises(OutputError, match="photo_tfrec already holds files"):
         make_tfrecords.write_tfrecords(str(tmp_path), str(tmp_path / "out"), "photo")
 
 
 def test_missing_image_folder(tmp_path):
-    with pytest.raises(data.DataError, match="IMAGE_DIR .*nope: no such folder"):
+    with pytest.raises(DataError, match="IMAGES .*nope: found no zip, TFRecords or JPEG/PNG images"):
         make_tfrecords.write_tfrecords(str(tmp_path / "nope"), str(tmp_path), "monet")

@@ -7,9 +7,10 @@ import pytest
 import tensorflow as tf
 from conftest import random_images
 
-from monet_gan import checkpoints, cyclegan, diffaugment, export, networks, train
+from monet_gan import artifacts, checkpoints, cyclegan, diffaugment, networks, run_folder
 from monet_gan import config as config_lib
-from monet_gan.files import write_atomically
+from monet_gan.errors import ConfigError
+from monet_gan.translation import translate
 
 
 def images(count=2, size=32, seed=0):
@@ -53,7 +54,7 @@ def test_least_squares_loss_values():
 def test_diffaugment_keeps_shape_passes_gradients_and_is_off_at_strength_zero():
     seed = keras.random.SeedGenerator(0)
     x = images(4)
-    policy = diffaugment.parse_policy("color,translation,cutout")
+    policy = config_lib.diffaugment_parts("color,translation,cutout")
     with tf.GradientTape() as tape:
         tape.watch(x)
         y = diffaugment.diff_augment(x, policy, 1.0, seed)
@@ -72,9 +73,21 @@ def test_translation_moves_pixels_and_fills_with_zeros():
 
 
 def test_cutout_zeroes_one_square_of_half_the_size():
-    y = diffaugment.cutout(tf.ones([16, 16, 16, 3]), 1.0, keras.random.SeedGenerator(2)).numpy()
-    zeroed = (y[..., 0] == 0).sum(axis=(1, 2))
-    assert zeroed.max() == 64 and zeroed.min() >= 0  # 8x8, clipped where it leaves the image
+    y = diffaugment.cutout(tf.ones([64, 16, 16, 3]), 1.0, keras.random.SeedGenerator(2)).numpy()
+    assert set(np.unique(y)) <= {0.0, 1.0}
+    assert (y == y[..., :1]).all()  # all channels alike
+    sides = []
+    for zeroed in y[..., 0] == 0:
+        rows, cols = np.flatnonzero(zeroed.any(axis=1)), np.flatnonzero(zeroed.any(axis=0))
+        # One rectangle: exactly the pixels in its rows and columns, without gaps.
+        assert (zeroed == np.outer(zeroed.any(axis=1), zeroed.any(axis=0))).all()
+        for line in (rows, cols):
+            assert len(line) == 0 or line[-1] - line[0] + 1 == len(line)
+            # 8 pixels (half of 16), fewer only where the square leaves the image.
+            assert len(line) == 8 or (len(line) < 8 and (len(line) == 0 or line[0] == 0 or line[-1] == 15))
+        sides.append((len(rows), len(cols)))
+    # Corners are drawn from [-8, 16): whole squares, clipped ones and some outside entirely.
+    assert (8, 8) in sides and any(0 < min(side) < 8 for side in sides) and (0, 0) in sides
 
 
 def test_image_history_fills_then_swaps_half_the_time():
@@ -85,9 +98,13 @@ def test_image_history_fills_then_swaps_half_the_time():
         assert float(out[0, 0, 0, 0]) == i
     assert int(history.count.numpy()) == 4
     outputs = [float(history.query(tf.fill([1, 8, 8, 3], 100.0 + i), seed)[0, 0, 0, 0]) for i in range(200)]
-    from_history = sum(o < 100 + i for i, o in enumerate(outputs))
+    from_history = sum(o != 100 + i for i, o in enumerate(outputs))
     assert 60 < from_history < 140  # about half
-    assert sorted(np.unique(history.images.numpy()[:, 0, 0, 0]))[0] >= 0
+    assert all(o <= 100 + i for i, o in enumerate(outputs))  # never a later image
+    # Nothing is lost or doubled: after filling, each image is either given back at once or
+    # kept in place of the one given back, so the pool and the outputs hold every input once.
+    kept = list(history.images.numpy()[:, 0, 0, 0])
+    assert sorted(outputs + kept) == [0.0, 1.0, 2.0, 3.0] + [100.0 + i for i in range(200)]
 
 
 def test_learning_rate_is_constant_then_falls_linearly_to_zero():
@@ -112,21 +129,21 @@ def test_test_time_augmentation_averages_the_mirror_image(tiny_config):
     photos = tf.constant(random_images(2, 32, seed=4))
     x = tf.cast(photos, tf.float32) / 127.5 - 1.0  # 32 px in, so no resizing
     expected = 0.5 * (generator(x) + tf.reverse(generator(tf.reverse(x, [2])), [2]))
-    got = export.translate(generator, photos, 32, tta=True).numpy().astype(int)
+    got = translate(generator, photos, 32, tta=True).numpy().astype(int)
     assert np.abs(got - ((expected.numpy() + 1) * 127.5).round().clip(0, 255)).max() <= 1
-    assert not np.array_equal(got, export.translate(generator, photos, 32).numpy())
+    assert not np.array_equal(got, translate(generator, photos, 32).numpy())
 
 
 def test_export_uses_the_best_checkpoint_when_there_is_one(tiny_config, tmp_path):
     run_dir = tmp_path / "run"
-    write_atomically(run_dir / train.CONFIG_FILE, tiny_config.to_json().encode())
+    run_folder.write_run_config(run_dir, tiny_config)
     generators = {}
-    for folder in (train.CHECKPOINT_DIR, train.BEST_CHECKPOINT_DIR):
+    for folder in (run_folder.CHECKPOINT_DIR, run_folder.BEST_CHECKPOINT_DIR):
         generators[folder] = networks.build_generator(tiny_config, name="photo_to_monet")
         tf.train.CheckpointManager(tf.train.Checkpoint(photo_to_monet=generators[folder]),
                                    str(run_dir / folder), 1).save(checkpoint_number=2)
-    for which, folder in (("best", train.BEST_CHECKPOINT_DIR), ("newest", train.CHECKPOINT_DIR)):
-        loaded = export.load_generator(run_dir, tiny_config, which)
+    for which, folder in (("best", run_folder.BEST_CHECKPOINT_DIR), ("newest", run_folder.CHECKPOINT_DIR)):
+        loaded = artifacts.load_generator(run_dir, tiny_config, which)
         np.testing.assert_array_equal(loaded.weights[0].numpy(), generators[folder].weights[0].numpy())
 
 
@@ -135,5 +152,5 @@ def test_bad_technique_values_are_config_errors():
                              ({"diffaugment": "color,blur"}, "diffaugment .* may name"),
                              ({"lr_decay_start": 1.5}, "lr_decay_start must be in"),
                              ({"adversarial_loss": "wgan"}, "adversarial_loss must be one of")]:
-        with pytest.raises(config_lib.ConfigError, match=message):
+        with pytest.raises(ConfigError, match=message):
             config_lib.tiny().replace(**changes)

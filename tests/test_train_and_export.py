@@ -11,8 +11,10 @@ import pytest
 import tensorflow as tf
 from conftest import random_images
 
+from monet_gan import artifacts, run_folder, train
 from monet_gan import config as config_lib
-from monet_gan import data, export, train
+from monet_gan.errors import DataError, RunError
+from monet_gan.translation import translate
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +27,7 @@ def run(tiny_config, tmp_path_factory):
 
 def test_the_run_folder_holds_config_samples_metrics_and_a_checkpoint(run, tiny_config):
     run_dir, _ = run
-    assert train.load_run_config(run_dir) == tiny_config
+    assert run_folder.load_run_config(run_dir) == tiny_config
     grid = tf.io.decode_png((run_dir / "samples" / "epoch-001.png").read_bytes())
     assert grid.shape == (2 * 128, 2 * 128, 3)  # 2 photos over 2 paintings, 32 px shown at 128
     assert (run_dir / "samples.png").read_bytes() == (run_dir / "samples" / "epoch-001.png").read_bytes()
@@ -51,7 +53,7 @@ def test_saved_model_matches_the_in_memory_generator(run, tiny_config):
     loaded = tf.saved_model.load(str(run_dir / "saved_model"))
     photos = tf.constant(random_images(3, 256, seed=5))
     served = loaded.serve(photos).numpy()
-    expected = export.translate(model.photo_to_monet, photos, tiny_config.image_size).numpy()
+    expected = translate(model.photo_to_monet, photos, tiny_config.image_size).numpy()
     assert served.dtype == np.uint8 and served.shape == (3, 256, 256, 3)
     assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
     # Any H x W comes back at its own size.
@@ -60,14 +62,14 @@ def test_saved_model_matches_the_in_memory_generator(run, tiny_config):
 
 def test_export_from_the_checkpoint_equals_the_in_memory_export(run, tmp_path):
     run_dir, model = run
-    generator = export.load_generator(run_dir, train.load_run_config(run_dir))
+    generator = artifacts.load_generator(run_dir, run_folder.load_run_config(run_dir))
     for a, b in zip(generator.weights, model.photo_to_monet.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
 def test_a_folder_holding_another_run_is_refused(run, tiny_config):
     run_dir, _ = run
-    with pytest.raises(train.RunError, match=f"--run-dir {run_dir} already holds a run.*--resume"):
+    with pytest.raises(RunError, match=f"--run-dir {run_dir} already holds a run.*--resume"):
         train.train(tiny_config, run_dir)
 
 
@@ -76,7 +78,7 @@ def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_con
     _, model = run
     out = tmp_path / "images.zip"
     out.write_bytes(b"the previous submission")
-    entry_name = export._entry_name
+    entry_name = artifacts._entry_name
     calls = []
 
     def interrupted(raw, used):
@@ -85,9 +87,9 @@ def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_con
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-export
         return entry_name(raw, used)
 
-    monkeypatch.setattr(export, "_entry_name", interrupted)
+    monkeypatch.setattr(artifacts, "_entry_name", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        export.write_images_zip(model.photo_to_monet, tiny_config, str(data_dir / "photo_tfrec"),
+        artifacts.write_images_zip(model.photo_to_monet, tiny_config, str(data_dir / "photo_tfrec"),
                                 out, batch_size=4)
     assert out.read_bytes() == b"the previous submission"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["images.zip"]
@@ -101,20 +103,20 @@ def test_export_of_a_folder_of_images_of_any_size(run, tiny_config, tmp_path):
         image = np.random.default_rng(i).integers(0, 256, (height, width, 3), dtype=np.uint8)
         (folder / f"p{i}.png").write_bytes(tf.io.encode_png(image).numpy())
     out = tmp_path / "out" / "images.zip"
-    assert export.write_images_zip(model.photo_to_monet, tiny_config, str(folder), out) == 3
+    assert artifacts.write_images_zip(model.photo_to_monet, tiny_config, str(folder), out) == 3
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
 
 
 def test_export_of_a_folder_without_photos_is_a_clear_error(run, tiny_config, tmp_path):
     _, model = run
-    with pytest.raises(data.DataError, match=f"--photos {tmp_path}: found neither TFRecords nor"):
-        export.write_images_zip(model.photo_to_monet, tiny_config, str(tmp_path), tmp_path / "x.zip")
+    with pytest.raises(DataError, match=f"--photos {tmp_path}: found no zip, TFRecords or JPEG/PNG images"):
+        artifacts.write_images_zip(model.photo_to_monet, tiny_config, str(tmp_path), tmp_path / "x.zip")
 
 
 def test_zip_entries_never_leave_the_archive_folder():
     used = set()
-    names = [export._entry_name(raw, used) for raw in (b"../../etc/passwd", b"a", b"a", b"", b"..")]
+    names = [artifacts._entry_name(raw, used) for raw in (b"../../etc/passwd", b"a", b"a", b"", b"..")]
     assert names == ["passwd.jpg", "a.jpg", "a-1.jpg", "image.jpg", "image-1.jpg"]
 
 
@@ -131,13 +133,13 @@ def test_cli_trains_resumes_and_exports(data_dir, tmp_path):
     result = cli("monet_gan.train", "--preset", "tiny", "--data", str(data_dir),
                  "--run-dir", str(run_dir), "--no-export", "--seed", "3")
     assert result.returncode == 0, result.stderr
-    assert train.load_run_config(run_dir).seed == 3
+    assert run_folder.load_run_config(run_dir).seed == 3
     assert not (run_dir / "images.zip").exists()
 
     result = cli("monet_gan.train", "--resume", str(run_dir), "--epochs", "2", "--no-export")
     assert result.returncode == 0, result.stderr
     assert f"Resumed {run_dir}/checkpoints/ckpt-2 at step 2 (1 epochs and 0 steps done)" in result.stdout
-    assert train.load_run_config(run_dir).epochs == 2
+    assert run_folder.load_run_config(run_dir).epochs == 2
     rows = (run_dir / "metrics.csv").read_text().splitlines()[1:]
     assert [r.split(",")[0] for r in rows] == ["1", "2"]  # epoch 1 was not trained again
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-4")

@@ -1,15 +1,10 @@
 """bench/quality.py's bookkeeping: which runs it trains, the table, and how it picks the
-variants that beat the tutorial (the benchmark itself needs the competition data and hours)."""
-
-import importlib.util
-from pathlib import Path
+variants that beat the tutorial (the benchmark itself needs the competition data and hours).
+Beside the script it tests, as the package's tests sit in tests/."""
 
 import pytest
 
-_spec = importlib.util.spec_from_file_location(
-    "quality", Path(__file__).resolve().parent.parent / "bench" / "quality.py")
-quality = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(quality)
+import quality
 
 
 def row(variant, seed, fid, step=1500):

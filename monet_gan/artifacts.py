@@ -1,0 +1,188 @@
+"""A run's exports: `images.zip` for the competition and a SavedModel of the generator.
+
+Both are written under a temporary name, checked, and only then renamed into place, so an
+interrupted export never leaves a partial or broken file behind, and an older export is
+replaced only by a complete one. `python -m monet_gan.export` and the end of training call
+`export_run`.
+"""
+
+import os
+import shutil
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from monet_gan import checkpoints, data, networks, run_folder
+from monet_gan.config import Config
+from monet_gan.errors import OutputError, RunError
+from monet_gan.files import check_file_destination, check_folder_destination
+from monet_gan.image_sets import ImageSet
+from monet_gan.translation import translate
+
+SUBMISSION_SIZE = 256  # the competition wants 256x256 JPEGs
+JPEG_QUALITY = 95
+
+
+def _entry_name(raw_name: bytes, used: set) -> str:
+    """A safe, unique `NAME.jpg` zip entry: no folders, no '..'."""
+    stem = os.path.basename(raw_name.decode("utf-8", "replace").replace("\\", "/")) or "image"
+    stem = stem.lstrip(".") or "image"
+    name, n = f"{stem}.jpg", 1
+    while name in used:
+        name, n = f"{stem}-{n}.jpg", n + 1
+    used.add(name)
+    return name
+
+
+def check_zip(path: Path, expected_count: int) -> None:
+    """Raises if the zip does not hold `expected_count` 256x256 RGB JPEGs."""
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+        if len(names) != expected_count:
+            raise OutputError(f"{path} holds {len(names)} images, expected {expected_count}; "
+                              "the export was not written.")
+        for name in names:
+            shape = tuple(tf.io.decode_jpeg(archive.read(name)).shape)
+            if shape != (SUBMISSION_SIZE, SUBMISSION_SIZE, 3):
+                raise OutputError(f"{path}: {name} is {shape}, expected 256x256x3; the export "
+                                  "was not written.")
+
+
+def write_images_zip(generator: keras.Model, config: Config, photos: "str | ImageSet", out: Path,
+                     batch_size: int | None = None, on_bad_record: str = "fail") -> int:
+    """Translates every photo (`photos`: a folder, glob or zip of TFRecords or images, any
+    size, or their ImageSet) and writes the paintings, as 256x256 JPEGs, into `out`.
+
+    Returns the number of images. The zip is checked before it replaces `out`.
+    """
+    photo_set = photos if isinstance(photos, ImageSet) else ImageSet(photos, on_bad_record, flag="--photos")
+    count = photo_set.count
+    dataset = photo_set.dataset(with_names=True).map(
+        lambda image, name: (data.resize_to_uint8(image, SUBMISSION_SIZE), name),
+        num_parallel_calls=tf.data.AUTOTUNE)
+    batch_size = batch_size or config.export_batch_size
+    translate_batch = tf.function(lambda images: tf.map_fn(
+        lambda image: tf.io.encode_jpeg(image, quality=JPEG_QUALITY),
+        translate(generator, images, config.image_size, config.export_tta),
+        fn_output_signature=tf.string))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    used_names, written = set(), 0
+    try:
+        with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
+            batches = dataset.batch(batch_size).prefetch(2)
+            progress = keras.utils.Progbar(count, unit_name="image",
+                                           verbose=1 if sys.stdout.isatty() else 2)
+            for images, names in batches:
+                short = batch_size - len(images)
+                if short:  # a full batch, so the traced function and its kernels are reused
+                    images = tf.concat([images, tf.repeat(images[:1], short, axis=0)], axis=0)
+                jpegs = translate_batch(images).numpy()[:batch_size - short]
+                for jpeg, name in zip(jpegs, names.numpy()):
+                    archive.writestr(_entry_name(name, used_names), jpeg)
+                written += len(jpegs)
+                progress.update(written)
+        check_zip(partial, count)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
+    return written
+
+
+def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None:
+    """A SavedModel of `generator` alone; its `serve` signature maps uint8 [N, H, W, 3]
+    photos to uint8 paintings of the same shape. Checked against `generator`, then moved
+    into place (replacing an older export only once the new one is complete)."""
+    archive = keras.export.ExportArchive()
+    archive.track(generator)
+    archive.add_endpoint(
+        name="serve",
+        fn=lambda images: translate(generator, images, config.image_size, config.export_tta),
+        input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(f".{out.name}.partial")
+    old = out.with_name(f".{out.name}.old")
+    if old.exists() and not out.exists():  # an earlier export stopped between its renames
+        os.replace(old, out)
+    for leftover in (partial, old):
+        shutil.rmtree(leftover, ignore_errors=True)
+    try:
+        archive.write_out(str(partial), verbose=False)
+        probe = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3)), tf.uint8)
+        loaded = tf.saved_model.load(str(partial))  # keep it: its variables live with it
+        reloaded = loaded.serve(probe)
+        expected = translate(generator, probe, config.image_size, config.export_tta)
+        difference = int(tf.reduce_max(tf.abs(tf.cast(reloaded, tf.int32) - tf.cast(expected, tf.int32))))
+        if difference > 1:
+            raise OutputError(f"The SavedModel written to {partial} differs from the generator by "
+                              f"{difference} levels; {out} was left as it was.")
+        if out.exists():
+            os.replace(out, old)
+        try:
+            os.replace(partial, out)
+        except OSError:
+            if old.exists():
+                os.replace(old, out)  # the previous export stays
+            raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+        if out.exists():
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def load_generator(run_dir: Path, config: Config, which: str | None = None) -> keras.Model:
+    """The photo -> Monet generator of the run's best checkpoint by FID (`which` 'best',
+    when the run scored any) or newest one ('newest'); default: config.export_checkpoint.
+    A checkpoint that does not read back whole is passed over for the one before."""
+    with networks.float32_policy():  # exports compute in float32
+        generator = networks.build_generator(config, name="photo_to_monet")
+    wanted = tf.train.Checkpoint(photo_to_monet=generator)
+    folders = [run_dir / run_folder.CHECKPOINT_DIR]
+    if (which or config.export_checkpoint) == "best":
+        folders.insert(0, run_dir / run_folder.BEST_CHECKPOINT_DIR)
+    for folder in folders:
+        restored = checkpoints.restore_newest(wanted, folder, partial=True, move_damaged=False)
+        if restored:
+            print(f"Exporting the generator of {restored}.")
+            return generator
+    raise RunError(f"{folders[-1]} holds no checkpoint: train the run first.")
+
+
+def export_run(run_dir: str | Path, generator: keras.Model | None = None,
+               photos: str | None = None, out: str | Path | None = None,
+               saved_model: str | Path | None = None, on_bad_record: str | None = None,
+               checkpoint: str | None = None, tta: bool | None = None) -> dict:
+    """Writes the run's images.zip and SavedModel; returns where, how many and how fast.
+
+    Defaults: the run's best or newest checkpoint (its export_checkpoint), the photos of its
+    data folder, the run's on_bad_record and export_tta, RUN_DIR/images.zip and
+    RUN_DIR/saved_model.
+    """
+    run_dir = Path(run_dir)
+    config = run_folder.load_run_config(run_dir)
+    if tta is not None:
+        config = config.replace(export_tta=tta)
+    photos = photos or os.path.join(data.resolve_data_dir(config.data_dir), "photo_tfrec")
+    # Errors name the flag that chose a place; the run folder's own places need none.
+    out_flag, saved_model_flag = "--out" if out else None, "--saved-model" if saved_model else None
+    out = Path(out or run_dir / run_folder.IMAGES_ZIP)
+    saved_model = Path(saved_model or run_dir / run_folder.SAVED_MODEL_DIR)
+    check_file_destination(out, out_flag)
+    check_folder_destination(saved_model, saved_model_flag)
+    photo_set = ImageSet(photos, on_bad_record or config.on_bad_record, flag="--photos")
+    generator = generator or load_generator(run_dir, config, checkpoint)
+
+    start = time.perf_counter()
+    count = write_images_zip(generator, config, photo_set, out)
+    seconds = time.perf_counter() - start
+    print(f"Wrote {out}: {count} paintings in {seconds:.1f} s ({seconds / count:.3f} s/image).")
+    write_saved_model(generator, config, saved_model)
+    print(f"Wrote {saved_model}: serve(uint8 [N, H, W, 3]) -> uint8 paintings.")
+    return {"images_zip": out, "count": count, "seconds": seconds, "saved_model": saved_model}

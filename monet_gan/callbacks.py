@@ -1,0 +1,102 @@
+"""What training writes after each epoch, besides checkpoints (`checkpoints.CheckpointCallback`):
+sample grids and metrics.csv (`RunCallback`), and FID scores with the best checkpoint by FID
+(`FidCallback`). Both write on the chief only, into the run folder (`run_folder`)."""
+
+import json
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from monet_gan import data, inception, run_folder, scores
+from monet_gan.config import Config
+from monet_gan.cyclegan import LOSS_NAMES
+from monet_gan.errors import WeightsError
+from monet_gan.files import write_atomically
+from monet_gan.image_sets import ImageSet
+from monet_gan.translation import sample_grid, translate
+
+
+class RunCallback(keras.callbacks.Callback):
+    """After each epoch, on the chief: a sample grid PNG and a row of mean losses (and scores,
+    when computed) in metrics.csv (the mean over the steps this process took in that epoch)."""
+
+    def __init__(self, run_dir: Path, sample_photos: np.ndarray, chief: bool, columns=LOSS_NAMES):
+        super().__init__()
+        self.columns = columns
+        self.run_dir = run_dir
+        self.sample_photos = sample_photos
+        self.chief = chief
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.chief:
+            grid = sample_grid(self.model.photo_to_monet, self.sample_photos)
+            png = tf.io.encode_png(grid).numpy()
+            write_atomically(self.run_dir / run_folder.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png", png)
+            write_atomically(self.run_dir / run_folder.SAMPLES_FILE, png)
+            self._write_metrics(epoch + 1, logs or {})
+
+    def _write_metrics(self, epoch: int, logs: dict):
+        """Rewrites metrics.csv with this epoch's row last (rows of a later epoch, left by a
+        run that was resumed from an earlier checkpoint, are dropped). A score not computed
+        this epoch is left empty."""
+        path = self.run_dir / run_folder.METRICS_FILE
+        header = ",".join(["epoch", *self.columns])
+        rows = path.read_text().splitlines()[1:] if path.is_file() else []
+        rows = [r for r in rows if r.split(",")[0].isdigit() and int(r.split(",")[0]) < epoch]
+        values = [f"{float(logs[n]):.6g}" if n in logs else "" for n in self.columns]
+        rows.append(",".join([str(epoch), *values]))
+        write_atomically(path, ("\n".join([header, *rows]) + "\n").encode())
+
+
+class FidCallback(keras.callbacks.Callback):
+    """Every `every` epochs: translates fixed photos, scores them against the paintings,
+    adds the scores to the epoch's logs (so metrics.csv and TensorBoard get them), and
+    saves the best-scoring checkpoint by FID in its own folder beside the latest ones."""
+
+    def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, image_size: int,
+                 best_manager: tf.train.CheckpointManager, best_file: Path, tta: bool = False):
+        super().__init__()
+        self.tta = tta  # translate as the export will
+        self.every = every
+        self.photos = photos
+        self.real_features = real_features
+        self.image_size = image_size
+        self.best_manager = best_manager
+        self.best_file = best_file
+        self.best = json.loads(best_file.read_text())["fid"] if best_file.is_file() else float("inf")
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every:
+            return
+        generator = self.model.photo_to_monet
+        paintings = np.concatenate([translate(generator, self.photos[i:i + 16], self.image_size,
+                                              self.tta).numpy()
+                                    for i in range(0, len(self.photos), 16)])
+        result = scores.score(scores.inception_features(paintings, progress=False), self.real_features)
+        print(f"\nEpoch {epoch + 1}: FID {result['fid']:.2f}, MiFID {result['mifid']:.2f} "
+              f"({len(paintings)} paintings)")
+        if logs is not None:
+            logs.update(result)
+        if result["fid"] < self.best:
+            self.best = result["fid"]
+            self.best_manager.save(checkpoint_number=epoch + 1)
+            write_atomically(self.best_file, (json.dumps({"epoch": epoch + 1, **result}) + "\n").encode())
+
+
+def fid_callback(config: Config, checkpoint: tf.train.Checkpoint, run_dir: Path,
+                 photo_records: data.Records, monet_records: data.Records) -> FidCallback | None:
+    """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
+    try:
+        inception.load_model()
+    except WeightsError as error:
+        print(f"warning: FID scoring during training is off: {error}", file=sys.stderr)
+        return None
+    photos = np.stack(list(ImageSet(photo_records).dataset().take(config.fid_images).as_numpy_iterator()))
+    real_features = scores.image_set_features(ImageSet(monet_records), cache=True)
+    best_dir = run_dir / run_folder.BEST_CHECKPOINT_DIR
+    manager = tf.train.CheckpointManager(checkpoint, str(best_dir), max_to_keep=1)
+    return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,
+                       best_dir / run_folder.BEST_SCORE_FILE, tta=config.export_tta)

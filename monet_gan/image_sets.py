@@ -1,0 +1,227 @@
+"""One reader for every set of images a command is given: a folder, a glob, a zip or one
+file, of TFRecords or of JPEG/PNG images.
+
+`ImageSet(source)` finds what `source` holds, checks every image in it once (unusable ones
+fail, naming them, or are left out with `on_bad_record` "skip"), and then reads the usable
+ones as uint8 [H, W, 3] images with their names. The export reads its photos, `evaluate` its
+generated and real sets, training its FID photos and paintings, and `make_tfrecords` its
+images through it. Nothing is decoded before its header says it fits `MAX_IMAGE_PIXELS`, and
+no file or zip entry over `MAX_IMAGE_BYTES` is read.
+"""
+
+import hashlib
+import os
+import zipfile
+from pathlib import PurePosixPath
+
+import numpy as np
+import tensorflow as tf
+
+from monet_gan import data
+from monet_gan.errors import DataError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+MAX_IMAGE_BYTES = 64 * 2**20  # a bigger file is refused unread (zip bombs, stray files)
+MAX_IMAGE_PIXELS = 64 * 2**20  # an image that would decode to more is refused undecoded
+MAX_ZIP_ENTRIES = 100_000  # a zip with more entries is refused unread
+
+# What a file holds, from its first bytes (for a file whose name does not say).
+_MAGIC = {b"PK\x03\x04": "zip", b"\xff\xd8": "images", b"\x89PNG": "images"}
+_KIND_NAMES = {"tfrecord": "TFRecords", "images": "JPEG/PNG images", "zip": "a zip"}
+
+
+def decode_any_image(encoded: tf.Tensor) -> tf.Tensor:
+    """JPEG, PNG (grey or RGBA too) bytes -> uint8 [H, W, 3]."""
+    return tf.io.decode_image(encoded, channels=3, expand_animations=False)
+
+
+def _pixels_in_header(encoded: tf.Tensor) -> tf.Tensor:
+    """Width x height from a JPEG's or PNG's header (0 for other bytes): checked before
+    decoding, so a small file cannot expand into gigabytes."""
+    def png_pixels():
+        size = tf.io.decode_raw(tf.strings.substr(encoded, 16, 8), tf.uint8)
+        size = tf.cast(size, tf.int64)
+        width = size[0] * 2**24 + size[1] * 2**16 + size[2] * 2**8 + size[3]
+        height = size[4] * 2**24 + size[5] * 2**16 + size[6] * 2**8 + size[7]
+        return width * height
+
+    is_png = tf.logical_and(tf.strings.length(encoded) >= 24,
+                            tf.strings.substr(encoded, 0, 8) == b"\x89PNG\r\n\x1a\n")
+    return tf.cond(tf.io.is_jpeg(encoded),
+                   lambda: tf.reduce_prod(tf.cast(tf.io.extract_jpeg_shape(encoded)[:2], tf.int64)),
+                   lambda: tf.cond(is_png, png_pixels, lambda: tf.constant(0, tf.int64)))
+
+
+def _image_or_nothing(encoded: tf.Tensor) -> tf.Tensor:
+    """decode_any_image, with an error (caught by ignore_errors) for oversized images."""
+    pixels = _pixels_in_header(encoded)
+    tf.debugging.assert_less_equal(pixels, tf.constant(MAX_IMAGE_PIXELS, tf.int64))
+    with tf.control_dependencies([tf.debugging.assert_positive(pixels)]):
+        return decode_any_image(encoded)
+
+
+def check_encoded_images(encoded: tf.data.Dataset, labels: list[str]) -> tuple[np.ndarray, list]:
+    """Which of the encoded images (one per label, in order) decode as JPEG or PNG within
+    the size caps, as a bool array, and a problem line for each that does not."""
+    usable = np.zeros(len(labels), bool)
+    checked = encoded.enumerate().map(lambda i, image: (i, tf.shape(_image_or_nothing(image))),
+                                      num_parallel_calls=tf.data.AUTOTUNE).ignore_errors()
+    for index, _ in checked.batch(256).as_numpy_iterator():
+        usable[index] = True
+    return usable, [f"{labels[i]}: not a readable JPEG or PNG image (or over "
+                    f"{MAX_IMAGE_PIXELS} pixels)" for i in np.flatnonzero(~usable)]
+
+
+def scan_image_files(paths: list[str], on_bad_record: str = "fail") -> list[str]:
+    """The JPEG/PNG files among `paths` that can be used; the others fail or are skipped
+    as `data.scan_records` does."""
+    data.check_policy(on_bad_record)
+    sizes = [tf.io.gfile.stat(p).length for p in paths]
+    problems = [f"{p}: larger than {MAX_IMAGE_BYTES} bytes" for p, n in zip(paths, sizes)
+                if n > MAX_IMAGE_BYTES]
+    small = [p for p, n in zip(paths, sizes) if n <= MAX_IMAGE_BYTES]
+    usable, more = check_encoded_images(
+        tf.data.Dataset.from_tensor_slices(tf.constant(small, tf.string)).map(tf.io.read_file), small)
+    good = [p for p, ok in zip(small, usable) if ok]
+    data.apply_policy(problems + more, on_bad_record, len(good), os.path.dirname(paths[0]) or ".",
+                      "Remove or replace those files")
+    return good
+
+
+def _unsafe_entry(name: str) -> bool:
+    """A zip entry name that points outside the archive's own folder."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts
+
+
+def _stem(path: str) -> str:
+    """A file's or zip entry's name without its folders and suffix."""
+    return PurePosixPath(path.replace("\\", "/")).stem
+
+
+def _kind(path: str) -> str:
+    """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
+    lower = path.lower()
+    if lower.endswith(data.TFRECORD_SUFFIXES):
+        return "tfrecord"
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "images"
+    if lower.endswith(".zip"):
+        return "zip"
+    with tf.io.gfile.GFile(path, "rb") as f:
+        head = f.read(4)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "tfrecord")
+
+
+def _files_and_kind(source: str, label: str) -> tuple[list[str], str]:
+    """The files `source` names (a folder: its TFRecords or images; a glob; one file) and
+    what they hold; one kind only."""
+    if tf.io.gfile.isdir(source):
+        names = sorted(n for n in tf.io.gfile.listdir(source) if not n.startswith("."))
+        files = [os.path.join(source, n) for n in names
+                 if n.lower().endswith(data.TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
+    else:
+        files = [f for f in sorted(tf.io.gfile.glob(source)) if not tf.io.gfile.isdir(f)]
+    if not files:
+        raise DataError(f"{label}: found no zip, TFRecords or JPEG/PNG images there. Pass a "
+                        "folder or glob of TFRecords or images, or a zip of images.")
+    kinds = {_kind(f) for f in files}
+    if len(kinds) > 1:
+        found = " and ".join(_KIND_NAMES[k] for k in sorted(kinds))
+        raise DataError(f"{label} holds {found}: pass a folder or glob of one kind.")
+    [kind] = kinds
+    if kind == "zip" and len(files) > 1:
+        raise DataError(f"{label} matches {len(files)} zips: pass one zip at a time.")
+    return files, kind
+
+
+class ImageSet:
+    """The usable images of a folder, glob, zip or file of TFRecords or JPEG/PNG images
+    (or of `data.Records` already checked), with their names and a hash of their bytes.
+
+    Every image is checked when the set is made; `on_bad_record` says whether an unusable
+    one fails (naming it) or is left out. `flag` names the flag that gave `source` in errors.
+    """
+
+    def __init__(self, source: "str | data.Records", on_bad_record: str = "fail",
+                 flag: str | None = None):
+        data.check_policy(on_bad_record)
+        if isinstance(source, data.Records):
+            self.source, self.kind, self.records = source.files[0], "tfrecord", source
+            self.files, self.count = source.files, source.count
+            return
+        self.source = str(source)
+        label = f"{flag} {source}" if flag else str(source)
+        self.files, self.kind = _files_and_kind(self.source, label)
+        if self.kind == "tfrecord":
+            self.records = data.scan_records(self.files, on_bad_record)
+            self.count = self.records.count
+        elif self.kind == "images":
+            self.files = scan_image_files(self.files, on_bad_record)
+            self.count = len(self.files)
+        else:
+            self._open_zip(self.files[0], on_bad_record)
+
+    def _open_zip(self, source: str, on_bad_record: str):
+        """Reads no entry bigger than MAX_IMAGE_BYTES (nor more than it declares), and none
+        whose name leads out of the archive (they are never written anywhere, but such a zip
+        was not made by this tool or for the competition)."""
+        try:
+            with zipfile.ZipFile(source) as archive:
+                entries = [e for e in archive.infolist() if not e.is_dir()]
+        except (zipfile.BadZipFile, OSError, ValueError) as error:
+            raise DataError(f"{source} is not a readable zip ({error}). Pass a zip of JPEG/PNG "
+                            "images, or a folder of them.") from None
+        if len(entries) > MAX_ZIP_ENTRIES:
+            raise DataError(f"{source} holds {len(entries)} entries, more than {MAX_ZIP_ENTRIES}; not read.")
+        problems, members = [], []
+        for entry in entries:
+            label = f"{source}: entry {entry.filename!r}"
+            if _unsafe_entry(entry.filename):
+                problems.append(f"{label} has a path leading out of the archive")
+            elif not entry.filename.lower().endswith(IMAGE_SUFFIXES):
+                problems.append(f"{label} is not a .jpg, .jpeg or .png file")
+            elif entry.file_size > MAX_IMAGE_BYTES:
+                problems.append(f"{label} expands to {entry.file_size} bytes, more than {MAX_IMAGE_BYTES}")
+            else:
+                members.append(entry.filename)
+        self.members = sorted(members)
+        usable, more = check_encoded_images(self._encoded_members(), self.members)
+        self.members = [m for m, ok in zip(self.members, usable) if ok]
+        data.apply_policy(problems + more, on_bad_record, len(self.members), source,
+                          "Remove those entries from the zip")
+        self.count = len(self.members)
+
+    def _encoded_members(self) -> tf.data.Dataset:
+        def members():
+            with zipfile.ZipFile(self.files[0]) as archive:
+                for name in self.members:
+                    with archive.open(name) as member:  # never more than the cap, whatever
+                        yield member.read(MAX_IMAGE_BYTES + 1)  # the header claims
+
+        return tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
+
+    def content_hash(self) -> str:
+        """sha256 of the bytes of the set's files (all of them, as a cache key)."""
+        digest = hashlib.sha256()
+        for path in self.files:
+            with tf.io.gfile.GFile(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+        return digest.hexdigest()
+
+    def dataset(self, with_names: bool = False) -> tf.data.Dataset:
+        """The usable images, uint8 [H, W, 3], in order (and with `with_names`, their names:
+        the records' `image_name`, the files' and entries' names without suffix)."""
+        if self.kind == "tfrecord":
+            return data.read_images(self.records, with_names=with_names)
+        if self.kind == "images":
+            encoded = tf.data.Dataset.from_tensor_slices(self.files).map(tf.io.read_file)
+            names = [_stem(f) for f in self.files]
+        else:
+            encoded = self._encoded_members()
+            names = [_stem(m) for m in self.members]
+        images = encoded.map(decode_any_image, num_parallel_calls=tf.data.AUTOTUNE)
+        if not with_names:
+            return images
+        return tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string)))
