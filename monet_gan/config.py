@@ -67,8 +67,8 @@ class Config:
                                      minimum=1)
     critic_filters: int = setting(64, "filters of the critic's first block; doubles per block", minimum=1)
     dropout: float = setting(0.5, "dropout rate of the U-Net's first three up blocks", minimum=0.0, below=1.0)
-    generator: str = setting("unet", "unet (the tutorial's) or resnet (the CycleGAN paper's, 9 blocks at 256 px)",
-                             choices=GENERATORS)
+    generator: str = setting(
+        "unet", "unet (the tutorial's) or resnet (the CycleGAN paper's, 9 blocks at 256 px)", choices=GENERATORS)
 
     # --- optimisation ---
     batch_size: int = setting(1, "per replica; the global batch is this times the replica count", minimum=1)
@@ -80,23 +80,24 @@ class Config:
                                   minimum=0.0)
     identity_weight: float = setting(5.0, "weight of the identity loss (the tutorial: 0.5 lambda); 0: off",
                                      minimum=0.0)
-    adversarial_loss: str = setting("bce", "bce (from logits, the tutorial's) or lsgan (least squares, the paper's)",
-                                    choices=ADVERSARIAL_LOSSES)
+    adversarial_loss: str = setting(
+        "bce", "bce (from logits, the tutorial's) or lsgan (least squares, the paper's)",
+        choices=ADVERSARIAL_LOSSES)
     diffaugment: str = setting("", "DiffAugment before every critic call: a comma list of "
                                + ", ".join(DIFFAUGMENT_PARTS) + " (default: off)")
     diffaugment_strength: float = setting(1.0, "scales DiffAugment's ranges; 1 is the paper's", minimum=0.0)
     history_size: int = setting(0, "older fakes kept per critic (the paper: 50); 0: none", minimum=0)
-    lr_decay_start: float = setting(1.0, "fraction of the run after which the rate falls linearly to 0; 1: never",
-                                    minimum=0.0, maximum=1.0)
+    lr_decay_start: float = setting(
+        1.0, "fraction of the run after which the rate falls linearly to 0; 1: never", minimum=0.0, maximum=1.0)
     seed: int = setting(0, "seeds weights, shuffling, augmentation and dropout", minimum=0)
 
     # --- accelerators ---
-    precision: str = setting("float32", "float32, mixed_bfloat16 (TPUs, recent GPUs) or mixed_float16 (GPUs)",
-                             choices=PRECISIONS)
+    precision: str = setting(
+        "float32", "float32, mixed_bfloat16 (TPUs, recent GPUs) or mixed_float16 (GPUs)", choices=PRECISIONS)
     jit_compile: bool = setting(False, "compile the train step with XLA")
     steps_per_execution: int = setting(1, "train steps per call into the device (TPUs like 32)", minimum=1)
     fastest_cpu_kernels: bool = setting(
-        True, "CPU training: each U-Net/PatchGAN convolution op on the fastest of three kernels (conv_kernels.py)")
+        True, "CPU training: each U-Net/PatchGAN convolution op on the fastest of 3 kernels (conv_kernels.py)")
     strategy: str = setting("auto", "auto, tpu, mirrored, multiworker or default (see distribute.py)",
                             choices=STRATEGIES)
 
@@ -105,14 +106,15 @@ class Config:
     checkpoints_to_keep: int = setting(3, "newest checkpoints kept in the run folder", minimum=1)
     checkpoint_every_epochs: int = setting(1, "a checkpoint at the end of every Nth epoch", minimum=1)
     checkpoint_every_steps: int = setting(0, "and one every N steps; 0: at epoch ends only", minimum=0)
-    fid_every: int = setting(0, "score FID/MiFID/KID of translated photos every N epochs; 0: never", minimum=0)
+    fid_every: int = setting(0, "score FID/MiFID/KID of translated photos every N epochs; 0: never",
+                             minimum=0)
     fid_images: int = setting(300, "photos translated for each such score", minimum=1)
     export: bool = setting(True, "write images.zip and the SavedModel when training ends")
     export_batch_size: int = setting(8, "photos translated at once by the export", minimum=1)
     export_tta: bool = setting(False, "export: average each photo's painting with its mirror image's")
     export_checkpoint: str = setting(
-        "best", "export from the best checkpoint by FID (when the run scored any, else the newest) or the newest",
-        choices=EXPORT_CHECKPOINTS)
+        "best", "export from the best checkpoint by FID (when the run scored any; else the newest) or "
+        "the newest", choices=EXPORT_CHECKPOINTS)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

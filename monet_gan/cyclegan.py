@@ -194,7 +194,8 @@ class CycleGAN(keras.Model):
                   "fake_monets": critic(self.monet_critic, fake_monets),
                   "real_photos": critic(self.photo_critic, photos),
                   "fake_photos": critic(self.photo_critic, fake_photos)}
-        logits["critics_fake_monets"], logits["critics_fake_photos"] = logits["fake_monets"], logits["fake_photos"]
+        logits["critics_fake_monets"] = logits["fake_monets"]
+        logits["critics_fake_photos"] = logits["fake_photos"]
         if self.histories and training:
             logits["critics_fake_monets"] = critic(
                 self.monet_critic, self.histories["monet"].query(fake_monets, self.seed_generator))

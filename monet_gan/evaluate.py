@@ -46,7 +46,8 @@ def append_result(path: Path, result: dict) -> None:
 def parse_args(argv=None):
     parser = cli.ArgumentParser(prog="python -m monet_gan.evaluate", description=__doc__.split("\n")[0])
     parser.add_argument("generated", metavar="GENERATED", help="zip, folder or glob of images or TFRecords")
-    parser.add_argument("real", metavar="REAL", help="the real paintings: zip, folder or glob of images or TFRecords")
+    parser.add_argument("real", metavar="REAL",
+                        help="the real paintings: zip, folder or glob of images or TFRecords")
     parser.add_argument("--memorization", metavar="REAL2",
                         help="real images for the memorization distance (default: REAL)")
     parser.add_argument("--results", default="evaluation.jsonl", help="JSON lines file to append to")
