@@ -10,12 +10,11 @@ those names (`checkpoints.make_checkpoint`).
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
-from monet_gan import diffaugment, networks
+from monet_gan import diffaugment, networks, steps
 from monet_gan.config import Config, diffaugment_parts
 from monet_gan.errors import ConfigError
-from monet_gan.fused_adam import FusedAdam
 
 NETWORK_NAMES = ("photo_to_monet", "monet_to_photo", "monet_critic", "photo_critic")
 # The first four are the objectives of the networks of NETWORK_NAMES, in that order.
@@ -25,17 +24,17 @@ LOSS_NAMES = (
 )
 
 
-def _per_example_mean(values: tf.Tensor) -> tf.Tensor:
-    return tf.reduce_mean(values, axis=list(range(1, values.shape.rank)))
+def _per_example_mean(values):
+    return ops.mean(values, axis=list(range(1, len(values.shape))))
 
 
-def adversarial_loss(logits: tf.Tensor, is_real: bool, kind: str = "bce") -> tf.Tensor:
+def adversarial_loss(logits, is_real: bool, kind: str = "bce"):
     """Per-example loss of patch logits against all-real or all-fake labels: BCE from
     logits (the tutorial) or least squares (LSGAN, as the CycleGAN paper trains)."""
-    labels = tf.ones_like(logits) if is_real else tf.zeros_like(logits)
+    labels = ops.ones_like(logits) if is_real else ops.zeros_like(logits)
     if kind == "lsgan":
-        return _per_example_mean(tf.square(logits - labels))
-    return _per_example_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels, logits))
+        return _per_example_mean(ops.square(logits - labels))
+    return _per_example_mean(ops.binary_crossentropy(labels, logits, from_logits=True))
 
 
 class ImageHistory:
@@ -44,48 +43,43 @@ class ImageHistory:
     instead (the new one takes its place). Until the pool is full, images go in and pass.
 
     Its variables are per replica (each replica keeps its own pool) and are checkpointed;
-    a multi-replica checkpoint keeps the first replica's pool.
+    a multi-replica checkpoint keeps the first replica's pool. Written without branches
+    (every image writes one slot: itself, or what the slot held), so that it traces the same
+    under any backend and inside a stateless (JAX) step.
     """
 
     def __init__(self, size: int, image_size: int, name: str):
         self.size = size
-        per_replica = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
-                           aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.images = tf.Variable(tf.zeros([size, image_size, image_size, 3]), name=f"{name}_images",
-                                  **per_replica)
-        self.count = tf.Variable(0, dtype=tf.int32, name=f"{name}_count", **per_replica)
+        per_replica = dict(trainable=False, synchronization="on_read", aggregation="only_first_replica")
+        self.images = keras.Variable(ops.zeros([size, image_size, image_size, 3]), dtype="float32",
+                                     name=f"{name}_images", **per_replica)
+        self.count = keras.Variable(0, dtype="int32", name=f"{name}_count", **per_replica)
 
-    def query(self, fakes: tf.Tensor, seed) -> tf.Tensor:
-        fakes = tf.stop_gradient(tf.cast(fakes, tf.float32))
-        choices = keras.random.uniform([fakes.shape[0]], seed=seed)
-        slots = diffaugment.random_ints([fakes.shape[0]], self.size, seed)
+    def query(self, fakes, seed):
+        fakes = ops.stop_gradient(ops.cast(fakes, "float32"))
+        batch = fakes.shape[0]  # the per-replica batch: small and static
+        choices = keras.random.uniform([batch], seed=seed)
+        slots = diffaugment.random_ints([batch], self.size, seed)
         outputs = []
-        for i in range(fakes.shape[0]):  # the per-replica batch: small and static
-            fake = fakes[i]
-
-            def fill(fake=fake):
-                self.images.scatter_nd_update([[self.count]], fake[None])
-                self.count.assign_add(1)
-                return fake
-
-            def swap(fake=fake, slot=slots[i]):
-                old = tf.identity(self.images[slot])
-                with tf.control_dependencies([old]):
-                    self.images.scatter_nd_update([[slot]], fake[None])
-                return old
-
-            full = self.count >= self.size
-            outputs.append(tf.cond(full, lambda: tf.cond(choices[i] < 0.5, swap, lambda: fake), fill))
-        return tf.stack(outputs)
+        for i in range(batch):
+            full = self.count.value >= self.size
+            swap = ops.logical_and(full, choices[i] < 0.5)  # give an older image back
+            index = ops.where(full, slots[i], self.count.value)
+            old = self.images.value[index]
+            kept = ops.where(ops.logical_or(ops.logical_not(full), swap), fakes[i], old)
+            self.images.assign(ops.slice_update(self.images.value, [index, 0, 0, 0], kept[None]))
+            self.count.assign(self.count.value + ops.cast(ops.logical_not(full), "int32"))
+            outputs.append(ops.where(swap, old, fakes[i]))
+        return ops.stack(outputs)
 
     @property
     def variables(self):
         return [self.images, self.count]
 
 
-def l1_loss(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+def l1_loss(a, b):
     """Per-example mean absolute difference."""
-    return _per_example_mean(tf.abs(a - b))
+    return _per_example_mean(ops.abs(a - b))
 
 
 class CycleGAN(keras.Model):
@@ -96,6 +90,8 @@ class CycleGAN(keras.Model):
     (`tf.nn.compute_average_loss`): gradients are summed across replicas, so this gives
     the global-batch mean under any number of replicas.
     """
+
+    OBJECTIVES = LOSS_NAMES[:4]  # what each network of NETWORK_NAMES minimises, in order
 
     def __init__(self, photo_to_monet, monet_to_photo, monet_critic, photo_critic,
                  cycle_weight: float = 10.0, identity_weight: float = 5.0,
@@ -171,10 +167,10 @@ class CycleGAN(keras.Model):
         # G(x) with G(y), and F(y) with F(x), each pair in one call of twice the batch: the
         # same values, but one filter gradient per pair instead of two held at once, which
         # lowers peak memory at 256 px by about 250 MiB (bench/RESULTS.md).
-        fake_monets, same_monets = tf.split(
-            self.photo_to_monet(tf.concat([photos, monets], 0), training=training), 2)
-        fake_photos, same_photos = tf.split(
-            self.monet_to_photo(tf.concat([monets, photos], 0), training=training), 2)
+        fake_monets, same_monets = ops.split(
+            self.photo_to_monet(ops.concatenate([photos, monets], 0), training=training), 2)
+        fake_photos, same_photos = ops.split(
+            self.monet_to_photo(ops.concatenate([monets, photos], 0), training=training), 2)
         return {"fake_monets": fake_monets, "same_monets": same_monets,
                 "fake_photos": fake_photos, "same_photos": same_photos,
                 "cycled_photos": self.monet_to_photo(fake_monets, training=training),
@@ -204,24 +200,9 @@ class CycleGAN(keras.Model):
         return logits
 
     def train_step(self, data):
+        """One step of Keras' TensorFlow trainer (`fit`); see `steps`."""
         photos, monets = data
-        with tf.GradientTape(persistent=True) as tape:
-            per_example = self.compute_losses(photos, monets, training=True)
-            # Sum over this replica's examples / global batch (see the class docstring).
-            losses = {k: tf.nn.compute_average_loss(v) for k, v in per_example.items()}
-            # scale_loss is the identity but for float16 loss scaling (LossScaleOptimizer).
-            objectives = [optimizer.scale_loss(losses[name])
-                          for name, (optimizer, _) in zip(LOSS_NAMES, self.optimized_networks())]
-
-        for objective, (optimizer, network) in zip(objectives, self.optimized_networks()):
-            variables = network.trainable_variables
-            optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
-        del tape
-
-        # Trackers average the per-replica means; replicas hold equal batches.
-        for name, values in per_example.items():
-            self.trackers[name].update_state(tf.reduce_mean(values))
-        return {name: tracker.result() for name, tracker in self.trackers.items()}
+        return steps.tensorflow_train_step(self, photos, monets)
 
 
 class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -232,16 +213,16 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.rate, self.total_steps, self.decay_start = rate, total_steps, decay_start
 
     def __call__(self, step):
-        step = tf.cast(step, tf.float32)
+        step = ops.cast(step, "float32")
         remaining = (self.total_steps - step) / max(self.total_steps - self.decay_start, 1)
-        return self.rate * tf.clip_by_value(remaining, 0.0, 1.0)
+        return self.rate * ops.clip(remaining, 0.0, 1.0)
 
     def get_config(self):
         return {"rate": self.rate, "total_steps": self.total_steps, "decay_start": self.decay_start}
 
 
 def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
-    """The four networks and their Adam optimizers (`FusedAdam`), compiled (call inside the
+    """The four networks and their Adam optimizers (`steps.Adam`), compiled (call inside the
     strategy's scope).
 
     Sets Keras' global dtype policy to `config.precision` first: the networks compute in
@@ -270,7 +251,7 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         rate = ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
 
     def adam(name):
-        optimizer = FusedAdam(rate, beta_1=config.beta_1, name=name)
+        optimizer = steps.Adam(rate, beta_1=config.beta_1, name=name)
         if config.precision == "mixed_float16":  # float16 gradients underflow without it
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_scaled")
         return optimizer

@@ -3,32 +3,32 @@ Training"): the same random colour, translation and cutout applied to real and g
 images before every critic call. Every op is differentiable, so the generators learn
 through it; with 300 paintings it keeps the critics from memorising them.
 
-Images are float [-1, 1], [batch, height, width, 3]. `strength` scales every range (1.0 is
+Images are float [-1, 1], [batch, height, width, 3]. Written in `keras.ops`, for every backend. `strength` scales every range (1.0 is
 the paper's); each call draws new random parameters from the Keras `seed` generator.
 
 The parts are named in `config.DIFFAUGMENT_PARTS`, which checks a config's list of them.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 
 def _uniform(batch, seed, low, high):
     return keras.random.uniform([batch, 1, 1, 1], low, high, seed=seed)
 
 
-def random_ints(shape, high: int, seed) -> tf.Tensor:
+def random_ints(shape, high: int, seed):
     """Integers drawn uniformly from [0, high), as int32."""
-    return tf.cast(tf.floor(keras.random.uniform(shape, 0, high, seed=seed)), tf.int32)
+    return ops.cast(ops.floor(keras.random.uniform(shape, 0, high, seed=seed)), "int32")
 
 
 def color(x, strength: float, seed):
     """Random brightness (+-0.5), saturation (x0..2) and contrast (x0.5..1.5) per image."""
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
     x = x + (_uniform(batch, seed, -0.5, 0.5)) * strength
-    mean = tf.reduce_mean(x, axis=3, keepdims=True)
+    mean = ops.mean(x, axis=3, keepdims=True)
     x = (x - mean) * (1.0 + (_uniform(batch, seed, 0.0, 2.0) - 1.0) * strength) + mean
-    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+    mean = ops.mean(x, axis=[1, 2, 3], keepdims=True)
     return (x - mean) * (1.0 + (_uniform(batch, seed, 0.5, 1.5) - 1.0) * strength) + mean
 
 
@@ -38,13 +38,13 @@ def translation(x, strength: float, seed, ratio: float = 0.125):
     shift = int(size * ratio * strength + 0.5)
     if shift == 0:
         return x
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
     offsets = [random_ints([batch, 1], 2 * shift + 1, seed) for _ in range(2)]
-    padded = tf.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
-    rows = tf.range(size)[None, :] + offsets[0]  # [batch, size], indexes into the padded image
-    cols = tf.range(size)[None, :] + offsets[1]
-    x = tf.gather(padded, rows, axis=1, batch_dims=1)
-    return tf.gather(x, cols, axis=2, batch_dims=1)
+    padded = ops.pad(x, [[0, 0], [shift, shift], [shift, shift], [0, 0]])
+    rows = ops.arange(size, dtype="int32")[None, :] + offsets[0]  # [batch, size], into the padding
+    cols = ops.arange(size, dtype="int32")[None, :] + offsets[1]
+    x = ops.take_along_axis(padded, rows[:, :, None, None], axis=1)
+    return ops.take_along_axis(x, cols[:, None, :, None], axis=2)
 
 
 def cutout(x, strength: float, seed, ratio: float = 0.5):
@@ -53,13 +53,13 @@ def cutout(x, strength: float, seed, ratio: float = 0.5):
     side = int(size * ratio * strength + 0.5)
     if side == 0:
         return x
-    batch = tf.shape(x)[0]
+    batch = ops.shape(x)[0]
     corners = [random_ints([batch, 1, 1], size + side, seed) - side for _ in range(2)]
-    rows = tf.range(size)[None, :, None]
-    cols = tf.range(size)[None, None, :]
+    rows = ops.arange(size, dtype="int32")[None, :, None]
+    cols = ops.arange(size, dtype="int32")[None, None, :]
     inside = ((rows >= corners[0]) & (rows < corners[0] + side)
               & (cols >= corners[1]) & (cols < corners[1] + side))
-    return x * tf.cast(~inside, x.dtype)[..., None]
+    return x * ops.cast(ops.logical_not(inside), x.dtype)[..., None]
 
 
 def diff_augment(x, policy: tuple[str, ...], strength: float, seed):

@@ -45,8 +45,9 @@ def _instance_norm(name: str) -> keras.layers.Layer:
 def conv_layers(config: Config):
     """The convolution layer classes: Keras' own, or the same layers choosing the fastest CPU
     kernel per op when training (`config.fastest_cpu_kernels`, see conv_kernels.py). Under
-    `jit_compile` XLA compiles the whole step, so there is nothing to choose."""
-    if config.fastest_cpu_kernels and not config.jit_compile:
+    `jit_compile` XLA compiles the whole step, so there is nothing to choose; nor under JAX,
+    where XLA compiles every step (the kernels chosen among are TensorFlow's)."""
+    if config.fastest_cpu_kernels and not config.jit_compile and keras.backend.backend() == "tensorflow":
         return conv_kernels.FastestConv2D, conv_kernels.FastestConv2DTranspose
     return keras.layers.Conv2D, keras.layers.Conv2DTranspose
 

@@ -1,0 +1,115 @@
+"""One CycleGAN training step per Keras backend: the only backend-specific part of training.
+
+What a step computes is shared `keras.ops` code: `CycleGAN.compute_losses` runs the four
+networks, DiffAugment and the image history and returns the losses. What differs between
+backends is how each network's objective is differentiated with respect to its own weights
+and how its optimizer applies that:
+
+- TensorFlow (the default, and the TPU path): a persistent `GradientTape` inside Keras' own
+  `fit` (`CycleGAN.train_step`), under any `tf.distribute` strategy, with `FusedAdam`.
+- JAX: `JaxStep`, one pure function of the whole state (the four networks' weights, every
+  other variable the step reads or writes, and all four optimizers' variables), compiled once
+  with `jax.jit`. Keras' JAX trainer carries only `model.optimizer`'s variables through its
+  compiled step (keras-team/keras#19358, #18881), so four optimizers would lose three states;
+  hence a step of our own instead of `fit`.
+"""
+
+import keras
+from keras import ops
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    from monet_gan.fused_adam import FusedAdam as Adam  # TensorFlow's one-kernel update
+else:
+    Adam = keras.optimizers.Adam
+if keras.backend.backend() == "jax":
+    import jax
+
+
+def tensorflow_train_step(model, photos, monets) -> dict:
+    """One step of every network under TensorFlow; returns the trackers' running means.
+
+    Losses are summed over this replica's examples and divided by the global batch
+    (`tf.nn.compute_average_loss`), as gradients are summed across replicas.
+    """
+    with tf.GradientTape(persistent=True) as tape:
+        per_example = model.compute_losses(photos, monets, training=True)
+        losses = {k: tf.nn.compute_average_loss(v) for k, v in per_example.items()}
+        # scale_loss is the identity but for float16 loss scaling (LossScaleOptimizer).
+        objectives = [optimizer.scale_loss(losses[name])
+                      for name, (optimizer, _) in zip(model.OBJECTIVES, model.optimized_networks())]
+    for objective, (optimizer, network) in zip(objectives, model.optimized_networks()):
+        variables = network.trainable_variables
+        optimizer.apply_gradients(zip(tape.gradient(objective, variables), variables))
+    del tape
+    # Trackers average the per-replica means; replicas hold equal batches.
+    for name, values in per_example.items():
+        model.trackers[name].update_state(ops.mean(values))
+    return {name: tracker.result() for name, tracker in model.trackers.items()}
+
+
+class JaxStep:
+    """The CycleGAN's training step under JAX, as a jit-compiled pure function.
+
+        step = JaxStep(model)               # a compiled model
+        state = step.state()                # arrays of every variable the step uses
+        state, losses = step(state, photos, monets)
+        step.write_back(state)              # into the model's variables (to save, to export)
+
+    `losses` are the batch means of `model.compute_losses`. Each network is differentiated
+    for its own objective only (`model.OBJECTIVES`), through one forward pass (`jax.vjp`).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        pairs = model.optimized_networks()
+        self.optimizers = [optimizer for optimizer, _ in pairs]
+        self.weights = [list(network.trainable_variables) for _, network in pairs]
+        trained = {id(v) for weights in self.weights for v in weights}
+        histories = [v for h in (model.histories or {}).values() for v in h.variables]
+        others, seen = [], set()
+        for v in [*model.non_trainable_variables, *histories]:  # dropout and random states, history
+            if id(v) not in trained and id(v) not in seen:
+                others.append(v)
+                seen.add(id(v))
+        self.others = others
+        self._compiled = jax.jit(self._step)
+
+    def state(self) -> tuple:
+        """(weights per network, other variables, optimizer variables per network), as arrays."""
+        return ([[v.value for v in weights] for weights in self.weights],
+                [v.value for v in self.others],
+                [[v.value for v in optimizer.variables] for optimizer in self.optimizers])
+
+    def write_back(self, state: tuple) -> None:
+        weights, others, optimizer_values = state
+        variables = [*(v for ws in self.weights for v in ws), *self.others,
+                     *(v for o in self.optimizers for v in o.variables)]
+        values = [*(x for xs in weights for x in xs), *others, *(x for xs in optimizer_values for x in xs)]
+        for variable, value in zip(variables, values, strict=True):
+            variable.assign(value)
+
+    def __call__(self, state: tuple, photos, monets) -> tuple:
+        return self._compiled(state, photos, monets)
+
+    def _step(self, state, photos, monets):
+        weights, others, optimizer_values = state
+
+        def objectives(weights):
+            mapping = [*((v, x) for vs, xs in zip(self.weights, weights) for v, x in zip(vs, xs)),
+                       *zip(self.others, others)]
+            with keras.StatelessScope(state_mapping=mapping) as scope:
+                per_example = self.model.compute_losses(photos, monets, training=True)
+            new_others = [scope.get_current_value(v) for v in self.others]
+            losses = {name: ops.mean(values) for name, values in per_example.items()}
+            return ops.stack([losses[name] for name in self.model.OBJECTIVES]), (losses, new_others)
+
+        _, backward, (losses, new_others) = jax.vjp(objectives, weights, has_aux=True)
+        new_weights, new_optimizer_values = [], []
+        for i, optimizer in enumerate(self.optimizers):
+            gradients = backward(ops.one_hot(i, len(self.optimizers)))[0][i]  # of objective i
+            updated, updated_optimizer = optimizer.stateless_apply(optimizer_values[i], gradients, weights[i])
+            new_weights.append(updated)
+            new_optimizer_values.append(updated_optimizer)
+        return (new_weights, new_others, new_optimizer_values), losses
