@@ -66,10 +66,13 @@ def write_images_zip(generator: keras.Model, config: Config, photos: "str | Imag
         lambda image, name: (data.resize_to_uint8(image, SUBMISSION_SIZE), name),
         num_parallel_calls=tf.data.AUTOTUNE)
     batch_size = batch_size or config.export_batch_size
-    translate_batch = tf.function(lambda images: tf.map_fn(
-        lambda image: tf.io.encode_jpeg(image, quality=JPEG_QUALITY),
-        translate(generator, images, config.image_size, config.export_tta),
-        fn_output_signature=tf.string))
+    def translate_batch(images):
+        return tf.map_fn(lambda image: tf.io.encode_jpeg(image, quality=JPEG_QUALITY),
+                         translate(generator, images, config.image_size, config.export_tta),
+                         fn_output_signature=tf.string)
+
+    if keras.backend.backend() == "tensorflow":  # one graph; under JAX the generator runs eagerly
+        translate_batch = tf.function(translate_batch)
 
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
@@ -143,11 +146,11 @@ def load_generator(run_dir: Path, config: Config, which: str | None = None) -> k
     A checkpoint that does not read back whole is passed over for the one before."""
     with networks.float32_policy():  # exports compute in float32
         generator = networks.build_generator(config, name="photo_to_monet")
-    wanted = tf.train.Checkpoint(photo_to_monet=generator)
     folders = [run_dir / run_folder.CHECKPOINT_DIR]
     if (which or config.export_checkpoint) == "best":
         folders.insert(0, run_dir / run_folder.BEST_CHECKPOINT_DIR)
     for folder in folders:
+        wanted = checkpoints.generator_checkpoint(generator, folder)
         restored = checkpoints.restore_newest(wanted, folder, partial=True, move_damaged=False)
         if restored:
             print(f"Exporting the generator of {restored}.")
@@ -183,6 +186,10 @@ def export_run(run_dir: str | Path, generator: keras.Model | None = None,
     count = write_images_zip(generator, config, photo_set, out)
     seconds = time.perf_counter() - start
     print(f"Wrote {out}: {count} paintings in {seconds:.1f} s ({seconds / count:.3f} s/image).")
+    if keras.backend.backend() != "tensorflow":  # a SavedModel is TensorFlow's graph
+        print(f"No SavedModel under Keras' {keras.backend.backend()} backend: write it where "
+              f"TensorFlow is installed with KERAS_BACKEND=tensorflow python -m monet_gan.export {run_dir}")
+        return {"images_zip": out, "count": count, "seconds": seconds, "saved_model": None}
     write_saved_model(generator, config, saved_model)
     print(f"Wrote {saved_model}: serve(uint8 [N, H, W, 3]) -> uint8 paintings.")
     return {"images_zip": out, "count": count, "seconds": seconds, "saved_model": saved_model}

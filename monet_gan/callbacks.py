@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_gan import data, inception, run_folder, scores
+from monet_gan import checkpoints, data, inception, run_folder, scores
 from monet_gan.config import Config
 from monet_gan.cyclegan import LOSS_NAMES
 from monet_gan.errors import WeightsError
@@ -57,7 +57,7 @@ class FidCallback(keras.callbacks.Callback):
     saves the best-scoring checkpoint by FID in its own folder beside the latest ones."""
 
     def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, image_size: int,
-                 best_manager: tf.train.CheckpointManager, best_file: Path, tta: bool = False):
+                 best_manager, best_file: Path, tta: bool = False):
         super().__init__()
         self.tta = tta  # translate as the export will
         self.every = every
@@ -86,7 +86,7 @@ class FidCallback(keras.callbacks.Callback):
             write_atomically(self.best_file, (json.dumps({"epoch": epoch + 1, **result}) + "\n").encode())
 
 
-def fid_callback(config: Config, checkpoint: tf.train.Checkpoint, run_dir: Path,
+def fid_callback(config: Config, checkpoint, run_dir: Path,
                  photo_records: data.Records, monet_records: data.Records) -> FidCallback | None:
     """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
     try:
@@ -97,6 +97,6 @@ def fid_callback(config: Config, checkpoint: tf.train.Checkpoint, run_dir: Path,
     photos = np.stack(list(ImageSet(photo_records).dataset().take(config.fid_images).as_numpy_iterator()))
     real_features = scores.image_set_features(ImageSet(monet_records), cache=True)
     best_dir = run_dir / run_folder.BEST_CHECKPOINT_DIR
-    manager = tf.train.CheckpointManager(checkpoint, str(best_dir), max_to_keep=1)
+    manager = checkpoints.make_manager(checkpoint, best_dir, max_to_keep=1)
     return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,
                        best_dir / run_folder.BEST_SCORE_FILE, tta=config.export_tta)

@@ -11,6 +11,7 @@ at the end of every `checkpoint_every_epochs`-th epoch, at the end of training, 
 the process is asked to stop (SIGTERM, SIGINT); never after a loss went NaN or infinite.
 """
 
+import io
 import math
 import os
 import re
@@ -21,12 +22,16 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from monet_gan.cyclegan import NETWORK_NAMES
 from monet_gan.errors import RunError, TrainingStopped
+from monet_gan.files import write_atomically
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
 
 CHECKPOINT_PREFIX = "ckpt"
+ARRAY_SUFFIX = ".npz"  # an ArrayCheckpoint's file
 DAMAGED_DIR = "damaged"  # where a resume moves checkpoints that do not restore
 
 
@@ -35,39 +40,124 @@ def dropout_random_state(network: keras.Model) -> list:
     return [v for v in network.non_trainable_variables if v.path.endswith("seed_generator_state")]
 
 
-def make_checkpoint(model, step: tf.Variable) -> tf.train.Checkpoint:
-    """Everything a run needs to continue exactly."""
-    parts = {}
+def make_checkpoint(model, step):
+    """Everything a run needs to continue exactly: a tf.train.Checkpoint under TensorFlow, an
+    ArrayCheckpoint of the same parts under any other backend."""
+    parts = {"step": [step]}
     for name, (optimizer, network) in zip(NETWORK_NAMES, model.optimized_networks()):
         parts.update({name: network, f"{name}_optimizer": optimizer,
                       f"{name}_dropout_state": dropout_random_state(network)})
     parts["augment_random_state"] = [model.seed_generator.state]  # DiffAugment, image history
     if model.histories:
         parts["image_history"] = [v for h in model.histories.values() for v in h.variables]
-    return tf.train.Checkpoint(step=step, **parts)
+    if keras.backend.backend() == "tensorflow":
+        parts["step"] = step
+        return tf.train.Checkpoint(**parts)
+    return ArrayCheckpoint(parts)
+
+
+def generator_checkpoint(generator: keras.Model, directory: Path):
+    """A checkpoint holding the photo -> Monet generator alone, in the format of the
+    checkpoints in `directory` (the export reads a JAX run's from TensorFlow too)."""
+    arrays = any(Path(directory).glob(f"{CHECKPOINT_PREFIX}-*{ARRAY_SUFFIX}"))
+    if arrays or (keras.backend.backend() != "tensorflow"
+                  and not any(Path(directory).glob(f"{CHECKPOINT_PREFIX}-*.index"))):
+        return ArrayCheckpoint({"photo_to_monet": generator})
+    return tf.train.Checkpoint(photo_to_monet=generator)
+
+
+def make_manager(checkpoint, directory: Path, max_to_keep: int):
+    """Writes numbered checkpoints into `directory`, keeping the newest `max_to_keep`."""
+    if isinstance(checkpoint, ArrayCheckpoint):
+        return ArrayCheckpointManager(checkpoint, directory, max_to_keep)
+    return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep,
+                                      checkpoint_name=CHECKPOINT_PREFIX)
+
+
+class ArrayCheckpoint:
+    """The parts of `make_checkpoint` as one `.npz` of arrays, for backends without
+    TensorFlow's variables (JAX). A network's weights are keyed by their paths (so a
+    TensorFlow process can read a JAX run's generator), every other variable by its part and
+    position. Written whole under a temporary name, then renamed."""
+
+    def __init__(self, parts: dict):
+        self.variables = {}
+        for part, holder in parts.items():
+            if isinstance(holder, keras.Model):
+                self.variables.update({f"{part}/{v.path}": v for v in holder.weights
+                                       if not v.path.endswith("seed_generator_state")})
+            else:
+                variables = holder.variables if isinstance(holder, keras.optimizers.Optimizer) else holder
+                self.variables.update({f"{part}/{i}": v for i, v in enumerate(variables)})
+
+    def write(self, path: str) -> str:
+        arrays = {name: keras.ops.convert_to_numpy(v.value) for name, v in self.variables.items()}
+        content = io.BytesIO()
+        np.savez(content, **arrays)
+        write_atomically(Path(f"{path}{ARRAY_SUFFIX}"), content.getvalue())
+        return path
+
+    def restore(self, path: str, partial: bool = False) -> None:
+        """Raises AssertionError (as tf.train's status checks do) when the file does not hold
+        exactly these variables (with `partial`: at least these), with their shapes."""
+        with np.load(f"{path}{ARRAY_SUFFIX}", allow_pickle=False) as stored:
+            missing = sorted(set(self.variables) - set(stored.files))
+            unused = sorted(set(stored.files) - set(self.variables))
+            if missing or (unused and not partial):
+                raise AssertionError(f"missing {missing[:3]}, unused {unused[:3]}")
+            values = {name: stored[name] for name in self.variables}
+        for name, variable in self.variables.items():
+            if tuple(values[name].shape) != tuple(variable.shape):
+                raise AssertionError(f"{name} is {values[name].shape} there, {variable.shape} here")
+            variable.assign(values[name])
+
+
+class ArrayCheckpointManager:
+    """tf.train.CheckpointManager's part that training uses, for ArrayCheckpoints."""
+
+    def __init__(self, checkpoint: ArrayCheckpoint, directory: Path, max_to_keep: int):
+        self.checkpoint, self.directory, self.max_to_keep = checkpoint, Path(directory), max_to_keep
+
+    @property
+    def latest_checkpoint(self) -> str | None:
+        steps = checkpoint_steps(self.directory)
+        return str(self.directory / f"{CHECKPOINT_PREFIX}-{steps[-1]}") if steps else None
+
+    def save(self, checkpoint_number: int) -> str:
+        path = self.checkpoint.write(str(self.directory / f"{CHECKPOINT_PREFIX}-{checkpoint_number}"))
+        for old in checkpoint_steps(self.directory)[:-self.max_to_keep]:
+            (self.directory / f"{CHECKPOINT_PREFIX}-{old}{ARRAY_SUFFIX}").unlink(missing_ok=True)
+        return path
 
 
 def checkpoint_steps(directory: Path) -> list[int]:
-    """The steps of the checkpoints in `directory` (those with an index file), oldest first."""
-    steps = [re.fullmatch(rf"{CHECKPOINT_PREFIX}-(\d+)\.index", p.name) for p in directory.glob("*.index")]
-    return sorted(int(m.group(1)) for m in steps if m)
+    """The steps of the checkpoints in `directory` (those with an index file, or .npz arrays),
+    oldest first."""
+    pattern = rf"{CHECKPOINT_PREFIX}-(\d+)(\.index|{re.escape(ARRAY_SUFFIX)})"
+    steps = [re.fullmatch(pattern, p.name) for p in Path(directory).glob(f"{CHECKPOINT_PREFIX}-*")]
+    return sorted({int(m.group(1)) for m in steps if m})
 
 
 def _damage(path: str) -> str | None:
     """Why the checkpoint at `path` cannot be restored (every tensor is read), or None."""
     try:
-        reader = tf.train.load_checkpoint(path)
-        for name in reader.get_variable_to_shape_map():
-            reader.get_tensor(name)
+        if Path(f"{path}{ARRAY_SUFFIX}").exists():
+            with np.load(f"{path}{ARRAY_SUFFIX}", allow_pickle=False) as stored:
+                for name in stored.files:
+                    stored[name]
+        else:
+            reader = tf.train.load_checkpoint(path)
+            for name in reader.get_variable_to_shape_map():
+                reader.get_tensor(name)
     except Exception as error:  # noqa: BLE001 (OpError, IndexError, ...: any failure is damage)
         return (str(getattr(error, "message", error)).splitlines() or [type(error).__name__])[0]
     return None
 
 
-def restore_newest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bool = False,
+def restore_newest(checkpoint, directory: Path, partial: bool = False,
                    move_damaged: bool = True) -> str | None:
     """Restores the newest checkpoint in `directory` that reads back whole; returns its path,
-    or None when there is none. A damaged one is reported and (with `move_damaged`) moved to
+    or None when there is none (either format). A damaged one is reported and (with `move_damaged`) moved to
     `damaged/`, never deleted; when every checkpoint is damaged that is an error. `partial`:
     `checkpoint` holds only some of what was saved (export restores one generator)."""
     steps = checkpoint_steps(directory)
@@ -75,9 +165,12 @@ def restore_newest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
         path = str(directory / f"{CHECKPOINT_PREFIX}-{step}")
         problem = _damage(path)
         if problem is None:
-            status = checkpoint.restore(path)
             try:
-                status.expect_partial() if partial else status.assert_consumed()
+                if isinstance(checkpoint, ArrayCheckpoint):
+                    checkpoint.restore(path, partial)
+                else:
+                    status = checkpoint.restore(path)
+                    status.expect_partial() if partial else status.assert_consumed()
             except AssertionError as error:
                 raise RunError(
                     f"{path} does not fit this run's networks (written by another version of "
@@ -100,7 +193,7 @@ def restore_newest(checkpoint: tf.train.Checkpoint, directory: Path, partial: bo
 
 
 def all_finite(variables) -> bool:
-    return all(bool(tf.reduce_all(tf.math.is_finite(v))) for v in variables
+    return all(np.isfinite(keras.ops.convert_to_numpy(v.value)).all() for v in variables
                if np.issubdtype(np.dtype(v.dtype), np.floating))
 
 
@@ -140,7 +233,7 @@ class CheckpointCallback(keras.callbacks.Callback):
     """Saves checkpoints as the module docstring says, and stops training on a non-finite
     loss (before anything is saved) or on a stop signal (after saving)."""
 
-    def __init__(self, manager: tf.train.CheckpointManager, step: tf.Variable, *, start_step: int,
+    def __init__(self, manager, step, *, start_step: int,
                  steps_per_epoch: int, every_steps: int, every_epochs: int, epochs: int,
                  signals: StopSignals):
         super().__init__()

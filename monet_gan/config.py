@@ -27,6 +27,7 @@ ADVERSARIAL_LOSSES = ("bce", "lsgan")
 DIFFAUGMENT_PARTS = ("color", "translation", "cutout")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
+BACKENDS = ("tensorflow", "jax")  # Keras' backends monet_gan trains on
 EXPORT_CHECKPOINTS = ("best", "newest")
 
 # What `--resume` may still change: the run's length, where and how fast it runs, what it
@@ -100,6 +101,9 @@ class Config:
         True, "CPU training: each U-Net/PatchGAN convolution op on the fastest of 3 kernels (conv_kernels.py)")
     strategy: str = setting("auto", "auto, tpu, mirrored, multiworker or default (see distribute.py)",
                             choices=STRATEGIES)
+    backend: str | None = setting(
+        None, "Keras' backend, recorded by training; chosen with KERAS_BACKEND=jax|tensorflow before "
+        "starting (default: the one Keras runs on)", choices=BACKENDS)
 
     # --- run outputs ---
     sample_images: int = setting(4, "photos shown in the per-epoch sample grid", minimum=1)

@@ -14,6 +14,9 @@ and how its optimizer applies that:
   hence a step of our own instead of `fit`.
 """
 
+import sys
+import time
+
 import keras
 from keras import ops
 
@@ -25,6 +28,14 @@ else:
     Adam = keras.optimizers.Adam
 if keras.backend.backend() == "jax":
     import jax
+
+
+def step_counter():
+    """The variable counting a run's training steps (checkpointed): int64 under TensorFlow,
+    as runs have always saved it; int32 under JAX, which has no 64-bit integers by default."""
+    if keras.backend.backend() == "tensorflow":
+        return tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    return keras.Variable(0, dtype="int32", trainable=False, name="step")
 
 
 def tensorflow_train_step(model, photos, monets) -> dict:
@@ -113,3 +124,41 @@ class JaxStep:
             new_weights.append(updated)
             new_optimizer_values.append(updated_optimizer)
         return (new_weights, new_others, new_optimizer_values), losses
+
+
+def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: int, callbacks: list,
+            verbose: int = 2, **unused):
+    """`model.fit` under JAX: `JaxStep` over the batches of `pairs` (a tf.data or any iterable
+    of (photos, monets) arrays), with the same trackers, logs and callbacks. The model's
+    variables hold the state after every step, so callbacks (checkpoints, sample grids,
+    FID) read what they would under TensorFlow."""
+    step = JaxStep(model)
+    state = step.state()
+    batches = iter(pairs.as_numpy_iterator() if hasattr(pairs, "as_numpy_iterator") else pairs)
+    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    for epoch in range(initial_epoch, epochs):
+        for tracker in model.metrics:
+            tracker.reset_state()
+        callback_list.on_epoch_begin(epoch)
+        start, logs = time.perf_counter(), {}
+        for batch in range(steps_per_epoch):
+            photos, monets = next(batches)
+            state, losses = step(state, photos, monets)
+            step.write_back(state)
+            for name, value in losses.items():
+                model.trackers[name].update_state(value)
+            logs = {tracker.name: float(tracker.result()) for tracker in model.metrics}
+            callback_list.on_train_batch_end(batch, logs)
+            if model.stop_training:
+                break
+        if verbose:
+            seconds = time.perf_counter() - start
+            print(f"Epoch {epoch + 1}/{epochs} - {seconds:.0f}s - "
+                  + " - ".join(f"{k}: {v:.4f}" for k, v in sorted(logs.items())), flush=True)
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end()
+    sys.stdout.flush()

@@ -17,10 +17,11 @@ import numpy as np
 import tensorflow as tf
 
 from monet_gan import artifacts, checkpoints, cli, cyclegan, data, distribute, run_folder, scores
+from monet_gan import steps as steps_lib
 from monet_gan import config as config_lib
 from monet_gan.callbacks import RunCallback, fid_callback
 from monet_gan.config import Config
-from monet_gan.errors import RunError
+from monet_gan.errors import ConfigError, RunError
 from monet_gan.files import check_free_space, check_writable
 
 
@@ -51,16 +52,16 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     run_dir = Path(run_dir)
     if not resume:
         run_folder.check_new(run_dir)
-    setup = _set_up(config, run_dir, strategy)
+    setup = _set_up(_with_backend(config, run_dir, resume), run_dir, strategy)
     config = setup.config
     # Every worker saves (saving is collective); only the chief's copy is the run's.
     scratch = None if setup.chief else tempfile.TemporaryDirectory(prefix="monet_gan_worker_")
     checkpoint = checkpoints.make_checkpoint(setup.model, setup.step)
     if resume:
         _restore(checkpoint, run_dir, setup)
-    manager = tf.train.CheckpointManager(
-        checkpoint, str(run_dir / run_folder.CHECKPOINT_DIR if setup.chief else scratch.name),
-        config.checkpoints_to_keep, checkpoint_name=checkpoints.CHECKPOINT_PREFIX)
+    manager = checkpoints.make_manager(
+        checkpoint, run_dir / run_folder.CHECKPOINT_DIR if setup.chief else Path(scratch.name),
+        config.checkpoints_to_keep)
     _train_epochs(setup, run_dir, checkpoint, manager)
     if scratch is not None:
         scratch.cleanup()
@@ -74,6 +75,19 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     return setup.model
 
 
+def _with_backend(config: Config, run_dir: Path, resume: bool) -> Config:
+    """The config with the backend Keras runs on, which must be the one it names, if any."""
+    running = keras.backend.backend()
+    if config.backend not in (None, running):
+        if resume:
+            raise RunError(f"{run_dir} trained under Keras' {config.backend} backend; resume it "
+                           f"under the same: KERAS_BACKEND={config.backend} python -m monet_gan.train "
+                           f"--resume {run_dir}")
+        raise ConfigError(f"--backend {config.backend}: this process runs Keras on {running}. Choose "
+                          f"the backend with KERAS_BACKEND={config.backend} before starting.")
+    return config.replace(backend=running)
+
+
 def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     """Checks the data and the run folder, builds the model in the strategy's scope, and
     only then writes config.json (a start that fails leaves the folder free for a retry)."""
@@ -83,12 +97,12 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     chief = distribute.is_chief(strategy)
     global_batch = config.batch_size * strategy.num_replicas_in_sync
     records = data.training_records(config, global_batch)
-    steps = config.steps_per_epoch or records[1].count // global_batch
+    steps = config.steps_per_epoch or records[1].count // global_batch  # per epoch
     if chief:
         check_writable(run_dir, "--run-dir")
     with strategy.scope():
         model = cyclegan.build_cyclegan(config, total_steps=config.epochs * steps)
-        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        step = steps_lib.step_counter()
     if chief:  # two checkpoints must fit: the one being written and the newest before it
         check_free_space(run_dir, 2 * checkpoints.estimated_checkpoint_bytes(model),
                          "this model's checkpoints (two of them)", "--run-dir")
@@ -136,8 +150,12 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager) -> None:
         every_steps=config.checkpoint_every_steps, every_epochs=config.checkpoint_every_epochs,
         epochs=config.epochs, signals=signals)
     callbacks = _callbacks(setup, run_dir, checkpoint, saver)
-    fit = (functools.partial(distribute.fit_multiworker, setup.model) if setup.multiworker
-           else setup.model.fit)
+    if keras.backend.backend() == "jax":
+        fit = functools.partial(steps_lib.fit_jax, setup.model)
+    elif setup.multiworker:
+        fit = functools.partial(distribute.fit_multiworker, setup.model)
+    else:
+        fit = setup.model.fit
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 

@@ -22,11 +22,12 @@ SIGNALLED_TRAIN = textwrap.dedent("""
     import os, runpy, sys
     from monet_gan import checkpoints
     signum, at_step = int(sys.argv[1]), int(sys.argv[2])
-    save = checkpoints.CheckpointCallback.save
+    save, sent = checkpoints.CheckpointCallback.save, []
 
     def save_then_signal(self, done):
         save(self, done)
-        if done == at_step:
+        if done == at_step and not sent:  # once: a stop saves (that step again) too
+            sent.append(done)
             os.kill(os.getpid(), signum)
 
     checkpoints.CheckpointCallback.save = save_then_signal
@@ -169,4 +170,4 @@ def test_an_unwritable_or_full_run_folder_is_an_error_before_training(tiny_confi
     # The failed start wrote no config.json, so the same --run-dir takes the retry.
     assert not run_folder.holds_run(tmp_path / "run")
     train.train(tiny_config.replace(export=False), tmp_path / "run")
-    assert run_folder.load_run_config(tmp_path / "run") == tiny_config.replace(export=False)
+    assert run_folder.load_run_config(tmp_path / "run") == tiny_config.replace(export=False, backend="tensorflow")
