@@ -2,7 +2,7 @@
 
 Commands on top, importing nothing from each other: `train`, `export`, `evaluate`,
 `make_tfrecords`. Below them, a run (`artifacts`, `callbacks`, `checkpoints`, `distribute`),
-images and scores (`translation`, `scores`, `inception`, `image_sets`), the model (`cyclegan`,
+images and scores (`translation`, `scores`, `inception`, `image_sets`), the model (`cyclegan`, `steps`,
 `networks`, `conv_kernels`, `fused_adam`, `diffaugment`), data (`data`), and the base (`cli`,
 `run_folder`, `config`, `files`, `errors`). A module imports only from layers below its own.
 """
