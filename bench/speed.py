@@ -1,6 +1,6 @@
 """Speed and memory of monet_gan against the public tutorial's way, on this machine.
 
-    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|roofline|export|data]
+    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|roofline|jax|export|data]
                           [--export-photos 300] [--export-rounds 3] [--export-baselines both|defaults]
                           [--memory-rounds 5]
 
@@ -16,6 +16,10 @@ defaults (on this AVX2 CPU: off); monet_gan turns them on when it is imported (s
 monet_gan/__init__.py). Rows marked "oneDNN on" run the baseline with them too, which isolates
 what the code itself gains; the row "monet_gan as shipped" times each as it runs by default, in
 processes of their own.
+
+The row "JAX step vs TensorFlow step" times monet_gan's step under Keras' JAX backend
+(`steps.JaxStep`, one jit-compiled function) against the same step as shipped under TensorFlow,
+each in processes of its own, alternating.
 """
 
 import argparse
@@ -110,6 +114,30 @@ def measure_train_alone(kind: str, size: int, batch: int, repeats: int) -> dict:
     defaults, monet_gan as shipped."""
     step = train_step(kind, size, batch)
     return {"images_per_s": batch / median_seconds(step, repeats)}
+
+
+def measure_jax_train_alone(size: int, batch: int, repeats: int) -> dict:
+    """Images/s of monet_gan's step under Keras' JAX backend (this process must have been
+    started with KERAS_BACKEND=jax), on the same networks and inputs as `train_step`."""
+    import jax
+    import keras
+    import numpy as np
+
+    from monet_gan import config, cyclegan, data, steps
+
+    assert keras.backend.backend() == "jax", keras.backend.backend()
+    keras.utils.set_random_seed(0)
+    model = cyclegan.build_cyclegan(config.kaggle().replace(image_size=size))
+    photos = np.asarray(data.to_float(photos_uint8(batch, size)))
+    monets = photos[:, :, ::-1]
+    step = steps.JaxStep(model)
+    state = [step.state()]
+
+    def run():
+        state[0], losses = step(state[0], photos, monets)
+        jax.block_until_ready(losses)
+
+    return {"images_per_s": batch / median_seconds(run, repeats)}
 
 
 def measure_train_memory(kind: str, size: int, batch: int) -> dict:
@@ -211,10 +239,11 @@ def measure_data(size: int, batches: int) -> dict:
     return {"images_per_s": 2 * 8 * batches / seconds, "peak_rss_mib": peak_rss_mib()}
 
 
-def in_subprocess(name: str, onednn: bool, **kwargs) -> dict:
-    """Runs one measurement in a fresh process, with TensorFlow's oneDNN kernels on or off."""
+def in_subprocess(name: str, onednn: bool, backend: str = "tensorflow", **kwargs) -> dict:
+    """Runs one measurement in a fresh process, with TensorFlow's oneDNN kernels on or off,
+    under Keras' `backend`."""
     command = [sys.executable, __file__, "--measure", json.dumps({"name": name, **kwargs})]
-    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0"}
+    env = {**os.environ, "TF_ENABLE_ONEDNN_OPTS": "1" if onednn else "0", "KERAS_BACKEND": backend}
     result = subprocess.run(command, capture_output=True, text=True, env=env)
     if result.returncode:
         raise RuntimeError(f"{name} {kwargs} failed:\n{result.stderr[-3000:]}")
@@ -222,6 +251,7 @@ def in_subprocess(name: str, onednn: bool, **kwargs) -> dict:
 
 
 MEASURES = {"train": measure_train, "train_alone": measure_train_alone, "roofline": measure_roofline,
+            "jax": measure_jax_train_alone,
             "train_memory": measure_train_memory,
             "export": measure_export, "data": measure_data}
 
@@ -296,7 +326,19 @@ def main() -> int:
             f"shipped (separate processes, median of {train_rounds})",
             {"images_per_s": statistics.median(alone["baseline"]), "peak_rss_mib": None},
             {"images_per_s": statistics.median(alone["ours"]), "peak_rss_mib": None})
-    if args.only in (None, "train", "roofline"):
+    if args.only in (None, "jax"):
+        # Each in processes of its own, alternating round by round, as users run them.
+        speeds = {"tensorflow": [], "jax": []}
+        for _ in range(train_rounds):
+            speeds["tensorflow"].append(in_subprocess("train_alone", onednn=True, kind="ours", size=args.size,
+                                                      batch=1, repeats=repeats)["images_per_s"])
+            speeds["jax"].append(in_subprocess("jax", onednn=True, backend="jax", size=args.size, batch=1,
+                                               repeats=repeats)["images_per_s"])
+        row(f"train, {args.size} px, batch 1, JAX step vs TensorFlow step as shipped (separate "
+            f"processes, median of {train_rounds})",
+            {"images_per_s": statistics.median(speeds["tensorflow"]), "peak_rss_mib": None},
+            {"images_per_s": statistics.median(speeds["jax"]), "peak_rss_mib": None})
+    if args.only in (None, "train", "roofline", "jax"):
         # How far each step is from what the machine's matmul sustains (oneDNN on, as both
         # train rows with batch > 1 and monet_gan as shipped run).
         roof = in_subprocess("roofline", onednn=True, size=args.size, repeats=repeats)
