@@ -1,14 +1,19 @@
 """Choosing the `tf.distribute` strategy (TPU, several GPUs, several machines, or one device),
-and training where Keras' `fit` does not run (several machines)."""
+and training where Keras' `fit` does not run (several machines); under Keras' JAX backend,
+Keras' own distribution API (`data_parallel`)."""
 
 import json
 import os
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from monet_gan.config import STRATEGIES
 from monet_gan.errors import StrategyError
+
+if keras.backend.backend() == "jax":
+    import jax
 
 
 def _tpu_strategy(required: bool):
@@ -62,6 +67,32 @@ def get_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     if kind == "mirrored" or (kind == "auto" and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def choose(kind: str, strategy: tf.distribute.Strategy | None = None) -> tuple:
+    """(the tf.distribute strategy to build in, the number of replicas) for `kind` (flag
+    --strategy). Under JAX the strategy is TensorFlow's default (its scope does nothing) and the
+    replicas are `data_parallel`'s devices, set as Keras' distribution before any model is built."""
+    if keras.backend.backend() != "jax":
+        strategy = strategy or get_strategy(kind)
+        return strategy, strategy.num_replicas_in_sync
+    distribution = data_parallel(kind)
+    keras.distribution.set_distribution(distribution)
+    replicas = int(np.prod(distribution.device_mesh.shape)) if distribution else 1
+    return tf.distribute.get_strategy(), replicas
+
+
+def data_parallel(kind: str = "auto"):
+    """Under Keras' JAX backend: `keras.distribution.DataParallel` over every device for
+    `kind` "mirrored", and for "auto" when there are several; None for one device ("default",
+    or "auto" with one). TPU pods and several machines are tf.distribute's, under TensorFlow."""
+    if kind in ("tpu", "multiworker"):
+        raise StrategyError(f"--strategy {kind} runs under Keras' TensorFlow backend only: start "
+                            "without KERAS_BACKEND=jax, or use --strategy auto|mirrored|default.")
+    devices = jax.devices()
+    if kind == "mirrored" or (kind == "auto" and len(devices) > 1):
+        return keras.distribution.DataParallel(devices=devices)
+    return None
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -70,6 +70,9 @@ class JaxStep:
 
     `losses` are the batch means of `model.compute_losses`. Each network is differentiated
     for its own objective only (`model.OBJECTIVES`), through one forward pass (`jax.vjp`).
+    Under `keras.distribution.DataParallel` (set before the model is built) the weights are
+    replicated and each batch split over the devices; the means are over the global batch,
+    so a step on several devices is the step on one.
     """
 
     def __init__(self, model):
@@ -102,6 +105,10 @@ class JaxStep:
             variable.assign(value)
 
     def __call__(self, state: tuple, photos, monets) -> tuple:
+        distribution = keras.distribution.distribution()
+        if distribution is not None:  # DataParallel: each device takes its slice of the batch
+            photos, monets = (keras.distribution.distribute_tensor(x, distribution.get_data_layout(x.shape))
+                              for x in (photos, monets))
         return self._compiled(state, photos, monets)
 
     def _step(self, state, photos, monets):

@@ -93,9 +93,9 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     only then writes config.json (a start that fails leaves the folder free for a retry)."""
     config = config.replace(data_dir=data.resolve_data_dir(config.data_dir))
     keras.utils.set_random_seed(config.seed)
-    strategy = strategy or distribute.get_strategy(config.strategy)
+    strategy, replicas = distribute.choose(config.strategy, strategy)
     chief = distribute.is_chief(strategy)
-    global_batch = config.batch_size * strategy.num_replicas_in_sync
+    global_batch = config.batch_size * replicas
     records = data.training_records(config, global_batch)
     steps = config.steps_per_epoch or records[1].count // global_batch  # per epoch
     if chief:

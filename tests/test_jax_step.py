@@ -108,3 +108,46 @@ def test_the_jax_step_takes_the_tensorflow_step(tmp_path):
     assert all(np.isfinite(v).all() for v in techniques.values())
     assert len([k for k in techniques if k.endswith("/2")]) == len(cyclegan.LOSS_NAMES)
     assert int(got["techniques/history_count"]) == 2 and int(got["techniques/iterations"]) == 3
+
+
+TWO_DEVICES = textwrap.dedent("""
+    import keras
+    import numpy as np
+    from monet_gan import config, cyclegan, distribute, steps
+
+    def one_step(model, initial, photos, monets):
+        model.compile(*(keras.optimizers.SGD(0.1) for _ in range(4)))
+        for network, weights in zip(cyclegan.NETWORK_NAMES, initial):
+            getattr(model, network).set_weights(weights)
+        step = steps.JaxStep(model)
+        state, losses = step(step.state(), photos, monets)
+        step.write_back(state)
+        return ({k: float(v) for k, v in losses.items()},
+                [w.numpy() for n in cyclegan.NETWORK_NAMES for w in getattr(model, n).weights])
+
+    cfg = config.tiny().replace(dropout=0.0)
+    rng = np.random.default_rng(0)
+    photos, monets = (rng.uniform(-1, 1, (2, 32, 32, 3)).astype("float32") for _ in range(2))
+    one = cyclegan.build_cyclegan(cfg)
+    initial = [getattr(one, n).get_weights() for n in cyclegan.NETWORK_NAMES]
+    one_losses, one_weights = one_step(one, initial, photos, monets)
+    _, replicas = distribute.choose("auto")
+    assert replicas == 2, replicas
+    two_losses, two_weights = one_step(cyclegan.build_cyclegan(cfg), initial, photos, monets)
+    assert max(abs(one_losses[k] / two_losses[k] - 1) for k in one_losses) < 1e-5, (one_losses, two_losses)
+    moved = max(np.abs(a - b).max() for a, b in zip(one_weights, (w for ws in initial for w in ws)))
+    assert moved > 1e-3, moved
+    print("max weight difference", max(np.abs(a - b).max() for a, b in zip(one_weights, two_weights)))
+    assert all(np.allclose(a, b, rtol=0, atol=1e-6) for a, b in zip(one_weights, two_weights))  # 1.2e-7 seen
+""")
+
+
+def test_a_step_on_two_devices_is_the_step_on_one():
+    """keras.distribution.DataParallel over 2 virtual CPU devices (batch 2: one image each)
+    takes the same SGD step as one device with both images."""
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu",
+               XLA_FLAGS="--xla_force_host_platform_device_count=2")
+    result = subprocess.run([sys.executable, "-c", TWO_DEVICES], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max weight difference" in result.stdout
