@@ -101,7 +101,7 @@ def inception_features(images, count: int | None = None, progress: bool = True) 
     batches = images.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(FEATURE_BATCH).prefetch(2)
     bar = keras.utils.Progbar(count, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
     features, done = [], 0
-    for batch in batches:
+    for batch in batches.as_numpy_iterator():  # arrays: any backend takes them
         features.append(model.predict_on_batch(batch))  # Keras traces this once per model
         done += len(batch)
         bar.update(done)

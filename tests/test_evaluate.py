@@ -136,6 +136,25 @@ def test_the_port_matches_the_competition_network_on_reference_images(weights):
     assert inception.load_model().count_params() == 21_802_784 - 34_432  # BN folded: 3 -> 1 vector
 
 
+def test_the_port_matches_under_jax_too(weights):
+    """Keras' JAX backend runs the same network (evaluate and FID during a JAX run use it)."""
+    pytest.importorskip("jax")
+    if not REFERENCE.is_dir():
+        pytest.skip(f"{REFERENCE} (the reference features) is not beside this checkout")
+    code = ("import sys, numpy as np, keras\n"
+            "from monet_gan import scores\n"
+            "assert keras.backend.backend() == 'jax'\n"
+            "features = scores.inception_features(np.load(sys.argv[1]), progress=False)\n"
+            "print(np.abs(features - np.load(sys.argv[2])).max())\n")
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="3",
+               MONET_GAN_CACHE=str(inception.CACHE_DIR))
+    run = subprocess.run([sys.executable, "-c", code, str(REFERENCE / "pixels.npy"),
+                          str(REFERENCE / "features.npy")], capture_output=True, text=True, env=env,
+                         timeout=600)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert float(run.stdout.strip().splitlines()[-1]) < 1e-4  # 1.7e-5 seen
+
+
 def _jpeg_zip(path, images):
     with zipfile.ZipFile(path, "w") as archive:
         for i, image in enumerate(images):
