@@ -101,9 +101,9 @@ def seconds_per_step(config, model) -> float:
     """The median of 10 training steps, traced first, on one batch."""
     import tensorflow as tf
 
-    from monet_gan import data
+    from monet_gan import pipeline
 
-    batch = next(iter(data.training_dataset(config, config.batch_size)))
+    batch = next(iter(pipeline.training_dataset(config, config.batch_size)))
     step = tf.function(model.train_step)
     float(step(batch)["cycle_loss"])
     times = []

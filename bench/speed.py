@@ -224,11 +224,11 @@ def write_photo_records(photos, path: Path):
 
 
 def measure_data(size: int, batches: int) -> dict:
-    from monet_gan import config, data
+    from monet_gan import config, pipeline
 
     folder = DATA if DATA.is_dir() else config.SAMPLE_DATA_DIR
     cfg = config.kaggle().replace(data_dir=str(folder), image_size=size)
-    pairs = data.training_dataset(cfg, global_batch_size=8)
+    pairs = pipeline.training_dataset(cfg, global_batch_size=8)
     iterator = iter(pairs)
     for _ in range(len(list(Path(folder, "photo_tfrec").iterdir())) * 60):  # fill the cache
         next(iterator)

@@ -2,9 +2,10 @@
 
 Commands on top, importing nothing from each other: `train`, `export`, `evaluate`,
 `make_tfrecords`. Below them, a run (`artifacts`, `callbacks`, `checkpoints`, `distribute`),
-images and scores (`translation`, `scores`, `inception`, `image_sets`), the model (`cyclegan`, `steps`,
-`networks`, `conv_kernels`, `fused_adam`, `diffaugment`), data (`data`), and the base (`cli`,
-`run_folder`, `config`, `files`, `errors`). A module imports only from layers below its own.
+input, images and scores (`pipeline`, `translation`, `scores`, `inception`, `image_sets`), the
+model (`cyclegan`, `steps`, `networks`, `conv_kernels`, `fused_adam`, `diffaugment`), data
+(`data`), and the base (`cli`, `run_folder`, `config`, `files`, `errors`). A module imports only
+from modules after it in this list.
 """
 
 import os

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_gan import checkpoints, data, inception, run_folder, scores
+from monet_gan import checkpoints, data, inception, pipeline, run_folder, scores
 from monet_gan.config import Config
 from monet_gan.cyclegan import LOSS_NAMES
 from monet_gan.errors import WeightsError
@@ -87,15 +87,16 @@ class FidCallback(keras.callbacks.Callback):
 
 
 def fid_callback(config: Config, checkpoint, run_dir: Path,
-                 photo_records: data.Records, monet_records: data.Records) -> FidCallback | None:
+                 photo_set: ImageSet, monet_set: ImageSet) -> FidCallback | None:
     """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
     try:
         inception.load_model()
     except WeightsError as error:
         print(f"warning: FID scoring during training is off: {error}", file=sys.stderr)
         return None
-    photos = np.stack(list(ImageSet(photo_records).dataset().take(config.fid_images).as_numpy_iterator()))
-    real_features = scores.image_set_features(ImageSet(monet_records), cache=True)
+    photos = pipeline.square_images(photo_set, data.RECORD_SIZE).take(config.fid_images)
+    photos = np.stack(list(photos.as_numpy_iterator()))
+    real_features = scores.image_set_features(monet_set, cache=True)
     best_dir = run_dir / run_folder.BEST_CHECKPOINT_DIR
     manager = checkpoints.make_manager(checkpoint, best_dir, max_to_keep=1)
     return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,

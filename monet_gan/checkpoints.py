@@ -4,7 +4,7 @@ A checkpoint holds the four networks, their optimizers (moments and iteration co
 random state of the generators' dropout and of DiffAugment, the fake-image history if one is
 used, and the training step. The data position follows
 from the step (the input pipeline is a function of the seed and the step, see
-`data.training_dataset`), so a resumed run takes the steps an uninterrupted one would have.
+`pipeline.training_dataset`), so a resumed run takes the steps an uninterrupted one would have.
 
 Checkpoints are numbered by step. They are written every `checkpoint_every_steps` steps,
 at the end of every `checkpoint_every_epochs`-th epoch, at the end of training, and when

@@ -1,8 +1,9 @@
-"""Reading the competition's TFRecords into `tf.data` pipelines.
+"""Reading the competition's TFRecords: every record checked, then decoded by `tf.data`.
 
 Every record holds `image_name`, `image` (a 256x256 RGB JPEG) and `target` ("monet" or
-"photo"). A data folder holds `monet_tfrec/` and `photo_tfrec/`, as the competition does.
-Pipelines run: read -> decode -> cache -> shuffle/repeat -> augment -> batch -> prefetch.
+"photo"). A data folder holds `monet_tfrec/` and `photo_tfrec/`, as the competition does
+(`pipeline` also takes its `monet_jpg/` and `photo_jpg/`). Also here: the one
+resize-and-round chain every image at another size goes through, and the [-1, 1] scaling.
 """
 
 import dataclasses
@@ -13,7 +14,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from monet_gan.config import BAD_RECORD_POLICIES, Config
+from monet_gan.config import BAD_RECORD_POLICIES
 from monet_gan.errors import DataError
 
 RECORD_SIZE = 256  # the competition's images are 256x256
@@ -234,61 +235,3 @@ def read_images(source: "Records | list[str]", size: int = RECORD_SIZE, with_nam
         return (image, record["image_name"]) if with_names else image
 
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-
-def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Random horizontal flip and resize-and-crop jitter (enlarge by 12%, crop back), drawn
-    from `seed` (shape [2]) alone, so that a resumed run draws what the first run would have."""
-    size = image.shape[0]
-    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
-    enlarged = int(size * 1.12)
-    image = tf.image.resize(image, [enlarged, enlarged], method="bilinear")
-    return tf.image.stateless_random_crop(image, [size, size, 3], crop_seed)
-
-
-def domain_dataset(records: Records, size: int, augmented: bool, shuffle_buffer: int, seed: int,
-                   start: int = 0):
-    """Endless shuffled float [-1, 1] images of one domain, cached after decoding, from its
-    `start`-th image on. The sequence depends on `seed` only, so a run resumed at image
-    `start` sees exactly what an uninterrupted one would have."""
-    images = read_images(records, size).cache()
-    images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    # Skipping costs no decoding after the first pass (the cache) and no augmentation.
-    images = images.enumerate().skip(start)
-
-    def prepare(index, image):
-        image = to_float(image)
-        return augment(image, tf.stack([tf.constant(seed, tf.int64), index])) if augmented else image
-
-    return images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def training_records(config: Config, global_batch_size: int) -> tuple[Records, Records]:
-    """The usable (photo, Monet) records of the config's data folder, every record checked
-    (config.on_bad_record says what to do with unusable ones)."""
-    data_dir = resolve_data_dir(config.data_dir)
-    monets = scan_records(domain_files(data_dir, "monet"), config.on_bad_record)
-    photos = scan_records(domain_files(data_dir, "photo"), config.on_bad_record)
-    if monets.count < global_batch_size:
-        raise DataError(
-            f"{data_dir}/monet_tfrec holds {monets.count} usable paintings, fewer than one global "
-            f"batch of {global_batch_size}: lower --batch-size or add paintings."
-        )
-    return photos, monets
-
-
-def training_dataset(config: Config, global_batch_size: int, start_step: int = 0,
-                     records: tuple[Records, Records] | None = None) -> tf.data.Dataset:
-    """Endless (photo, Monet) batches, from training step `start_step` on.
-
-    Each domain is shuffled and repeated on its own, so every epoch (one pass over the
-    Monet set) pairs the paintings with different photos. `records` defaults to
-    `training_records(config, global_batch_size)`.
-    """
-    photos, monets = records or training_records(config, global_batch_size)
-    options = dict(size=config.image_size, augmented=config.augment,
-                   shuffle_buffer=config.shuffle_buffer, start=start_step * global_batch_size)
-    pairs = tf.data.Dataset.zip(domain_dataset(photos, seed=config.seed, **options),
-                                domain_dataset(monets, seed=config.seed + 1, **options))
-    return pairs.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)

@@ -140,7 +140,8 @@ class ImageSet:
     (or of `data.Records` already checked), with their names and a hash of their bytes.
 
     Every image is checked when the set is made; `on_bad_record` says whether an unusable
-    one fails (naming it) or is left out. `flag` names the flag that gave `source` in errors.
+    one fails (naming it) or is left out (`skipped` counts them). `flag` names the flag that
+    gave `source` in errors.
     """
 
     def __init__(self, source: "str | data.Records", on_bad_record: str = "fail",
@@ -148,17 +149,18 @@ class ImageSet:
         data.check_policy(on_bad_record)
         if isinstance(source, data.Records):
             self.source, self.kind, self.records = source.files[0], "tfrecord", source
-            self.files, self.count = source.files, source.count
+            self.files, self.count, self.skipped = source.files, source.count, len(source.problems)
             return
         self.source = str(source)
         label = f"{flag} {source}" if flag else str(source)
         self.files, self.kind = _files_and_kind(self.source, label)
         if self.kind == "tfrecord":
             self.records = data.scan_records(self.files, on_bad_record)
-            self.count = self.records.count
+            self.count, self.skipped = self.records.count, len(self.records.problems)
         elif self.kind == "images":
+            found = len(self.files)
             self.files = scan_image_files(self.files, on_bad_record)
-            self.count = len(self.files)
+            self.count, self.skipped = len(self.files), found - len(self.files)
         else:
             self._open_zip(self.files[0], on_bad_record)
 
@@ -190,7 +192,7 @@ class ImageSet:
         self.members = [m for m, ok in zip(self.members, usable) if ok]
         data.apply_policy(problems + more, on_bad_record, len(self.members), source,
                           "Remove those entries from the zip")
-        self.count = len(self.members)
+        self.count, self.skipped = len(self.members), len(problems + more)
 
     def _encoded_members(self) -> tf.data.Dataset:
         def members():

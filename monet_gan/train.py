@@ -16,7 +16,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from monet_gan import artifacts, checkpoints, cli, cyclegan, data, distribute, run_folder, scores
+from monet_gan import artifacts, checkpoints, cli, cyclegan, data, distribute, pipeline, run_folder, scores
 from monet_gan import steps as steps_lib
 from monet_gan import config as config_lib
 from monet_gan.callbacks import RunCallback, fid_callback
@@ -35,7 +35,7 @@ class Setup:
     multiworker: bool
     global_batch: int
     steps: int  # per epoch
-    records: tuple  # (photo, Monet) data.Records
+    sets: tuple  # (photo, Monet) image_sets.ImageSet
     model: cyclegan.CycleGAN
     step: tf.Variable  # training steps done, checkpointed
 
@@ -65,7 +65,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     _train_epochs(setup, run_dir, checkpoint, manager)
     if scratch is not None:
         scratch.cleanup()
-    skipped = sum(len(r.problems) for r in setup.records)
+    skipped = sum(image_set.skipped for image_set in setup.sets)
     if skipped:
         print(f"Left out {skipped} unusable records or files (--on-bad-record skip).")
     if config.export and setup.chief:
@@ -96,8 +96,8 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     strategy, replicas = distribute.choose(config.strategy, strategy)
     chief = distribute.is_chief(strategy)
     global_batch = config.batch_size * replicas
-    records = data.training_records(config, global_batch)
-    steps = config.steps_per_epoch or records[1].count // global_batch  # per epoch
+    sets = pipeline.training_sets(config, global_batch)
+    steps = config.steps_per_epoch or sets[1].count // global_batch  # per epoch
     if chief:
         check_writable(run_dir, "--run-dir")
     with strategy.scope():
@@ -108,7 +108,7 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
                          "this model's checkpoints (two of them)", "--run-dir")
         run_folder.write_run_config(run_dir, config)
     multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-    return Setup(config, strategy, chief, multiworker, global_batch, steps, records, model, step)
+    return Setup(config, strategy, chief, multiworker, global_batch, steps, sets, model, step)
 
 
 def _restore(checkpoint: tf.train.Checkpoint, run_dir: Path, setup: Setup) -> None:
@@ -124,11 +124,11 @@ def _callbacks(setup: Setup, run_dir: Path, checkpoint, saver) -> list:
     """Checkpoints (first: it stops on a NaN before anything logs it), FID scores (before
     the callbacks that log them), sample grids with metrics.csv, and TensorBoard."""
     config, chief = setup.config, setup.chief
-    photos = data.read_images(setup.records[0], config.image_size).take(config.sample_images)
+    photos = pipeline.square_images(setup.sets[0], config.image_size).take(config.sample_images)
     sample_photos = np.stack(list(photos.as_numpy_iterator()))
     columns = cyclegan.LOSS_NAMES + (scores.SCORE_NAMES if config.fid_every else ())
     callbacks = [saver, RunCallback(run_dir, sample_photos, chief, columns)]
-    scorer = fid_callback(config, checkpoint, run_dir, *setup.records) if config.fid_every and chief else None
+    scorer = fid_callback(config, checkpoint, run_dir, *setup.sets) if config.fid_every and chief else None
     if scorer:
         callbacks.insert(1, scorer)
     if chief:
@@ -160,7 +160,7 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager) -> None:
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     def run_epochs(first_step: int, epochs: int, steps_per_epoch: int):
-        pairs = data.training_dataset(config, setup.global_batch, first_step, setup.records)
+        pairs = pipeline.training_dataset(config, setup.global_batch, first_step, setup.sets)
         fit(pairs.with_options(options), epochs=epochs, initial_epoch=first_step // steps,
             steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,
             verbose=1 if sys.stdout.isatty() else 2)

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from conftest import random_images, write_records
 
-from monet_gan import artifacts, data, image_sets, make_tfrecords, networks, train
+from monet_gan import artifacts, data, image_sets, make_tfrecords, networks, pipeline, train
 from monet_gan.errors import DataError
 from monet_gan.image_sets import ImageSet
 
@@ -107,7 +107,7 @@ def test_fewer_usable_paintings_than_one_batch(tiny_config, tmp_path):
     write_records(folder / "photo_tfrec" / "p.tfrec", features=[good_record(1)])
     config = tiny_config.replace(data_dir=str(folder), on_bad_record="skip")
     with pytest.raises(DataError, match="holds 1 usable paintings, fewer than one global batch of 2"):
-        data.training_records(config, 2)
+        pipeline.training_sets(config, 2)
 
 
 # --- image files and zips (export, evaluate, make_tfrecords) ---

@@ -40,7 +40,7 @@ BAD_INPUTS = [
     (train, "flag", ["--learning-rate", "nan"], r"learning_rate must be a finite number \(flag --learning-rate\)"),
     (train, "flag", ["--epochs", "many"], r"argument --epochs: invalid int value: 'many'"),
     (train, "flag", ["--preset", "huge"], r"argument --preset: invalid choice: 'huge'"),
-    (train, "data", ["--preset", "tiny", "--data", "{root}/no_layout"], r"monet_tfrec does not exist"),
+    (train, "data", ["--preset", "tiny", "--data", "{root}/no_layout"], r"--data {root}/no_layout holds neither monet_tfrec/ nor monet_jpg/"),
     (train, "run folder", ["--resume", "{root}/empty"], r"{root}/empty is not a monet_gan run folder"),
     (train, "run folder", ["--preset", "tiny", "--data", "{data}", "--run-dir", "{root}/run"],
      r"--run-dir {root}/run already holds a run"),

@@ -3,15 +3,16 @@ import pytest
 import tensorflow as tf
 
 from monet_gan import config as config_lib
-from monet_gan import data
+from monet_gan import data, pipeline
 from monet_gan.errors import DataError
+from monet_gan.image_sets import ImageSet
 
 
 def test_training_pairs_are_scaled_batches_of_both_domains(tiny_config):
     config = tiny_config.replace(image_size=256, augment=False)
-    photos, monets = data.training_records(config, 2)
+    photos, monets = pipeline.training_sets(config, 2)
     assert (photos.count, monets.count) == (10, 6)
-    pairs = data.training_dataset(config, 2, records=(photos, monets))
+    pairs = pipeline.training_dataset(config, 2, sets=(photos, monets))
     photos, monets = next(iter(pairs))
     assert photos.shape == monets.shape == (2, 256, 256, 3)
     for batch in (photos.numpy(), monets.numpy()):
@@ -31,7 +32,7 @@ def test_values_are_the_decoded_jpeg_scaled_to_minus_one_one(data_dir):
 
 def test_every_epoch_pairs_paintings_with_different_photos(tiny_config):
     monet_count = 6
-    photos = [p.numpy() for p, _ in data.training_dataset(tiny_config, 1).take(3 * monet_count)]
+    photos = [p.numpy() for p, _ in pipeline.training_dataset(tiny_config, 1).take(3 * monet_count)]
     epochs = [np.stack(photos[i * monet_count:(i + 1) * monet_count]) for i in range(3)]
     assert not np.array_equal(epochs[0], epochs[1])
     # Each domain is still a permutation of its records within an epoch of its own length.
@@ -39,7 +40,7 @@ def test_every_epoch_pairs_paintings_with_different_photos(tiny_config):
 
 
 def test_augmentation_keeps_shape_and_range(tiny_config):
-    photos, monets = next(iter(data.training_dataset(tiny_config.replace(augment=True), 2)))
+    photos, monets = next(iter(pipeline.training_dataset(tiny_config.replace(augment=True), 2)))
     assert photos.shape == (2, 32, 32, 3)
     assert -1.0 <= float(tf.reduce_min(monets)) and float(tf.reduce_max(monets)) <= 1.0
 
@@ -80,4 +81,33 @@ def test_glob_matching_nothing(tmp_path):
 
 def test_fewer_paintings_than_one_batch(tiny_config):
     with pytest.raises(DataError, match="holds 6 usable paintings, fewer than one global batch of 8"):
-        data.training_records(tiny_config, 8)
+        pipeline.training_sets(tiny_config, 8)
+
+
+# --- the competition's other layout: monet_jpg/ and photo_jpg/ ---
+
+def test_a_folder_of_jpgs_trains_like_one_of_records(tmp_path):
+    rng = np.random.default_rng(0)
+    for domain, count in (("monet", 3), ("photo", 4)):
+        (tmp_path / f"{domain}_jpg").mkdir()
+        for i in range(count):
+            image = rng.integers(0, 256, (40 + 8 * i, 56, 3), dtype=np.uint8)  # any size
+            (tmp_path / f"{domain}_jpg" / f"{domain}{i}.jpg").write_bytes(tf.io.encode_jpeg(image).numpy())
+    config = config_lib.tiny().replace(data_dir=str(tmp_path))
+    photos, monets = pipeline.training_sets(config, 2)
+    assert (photos.kind, photos.count, monets.count) == ("images", 4, 3)
+    batch_photos, batch_monets = next(iter(pipeline.training_dataset(config, 2)))
+    assert batch_photos.shape == batch_monets.shape == (2, 32, 32, 3)
+
+
+def test_images_are_centre_cropped_to_a_square_not_squashed(tmp_path):
+    image = np.zeros((32, 96, 3), np.uint8)
+    image[:, 32:64] = 255  # white middle third, black sides
+    (tmp_path / "wide.png").write_bytes(tf.io.encode_png(image).numpy())
+    [square] = list(pipeline.square_images(ImageSet(str(tmp_path)), 16).as_numpy_iterator())
+    assert square.shape == (16, 16, 3) and (square == 255).all()
+
+
+def test_a_data_folder_of_neither_layout_names_both(tmp_path):
+    with pytest.raises(DataError, match="holds neither monet_tfrec/ nor monet_jpg/"):
+        pipeline.training_sets(config_lib.tiny().replace(data_dir=str(tmp_path)), 1)

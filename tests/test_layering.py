@@ -2,6 +2,7 @@
 function, and the commands on top import nothing from each other."""
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,15 @@ def test_the_commands_import_no_other_command():
     libraries = set(graph) - COMMANDS
     for library in libraries:
         assert graph[library] & COMMANDS == set(), f"{library} imports a command"
+
+
+def test_the_package_docstring_lists_every_module_above_what_it_imports():
+    """monet_gan/__init__.py's docstring is the map a newcomer reads: it names every module,
+    and each imports only modules named after it."""
+    doc = ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text()))
+    order = re.findall(r"`(\w+)`", doc)
+    graph = import_graph()
+    assert sorted(order) == sorted(graph)
+    for position, module in enumerate(order):
+        above = sorted(d for d in graph[module] if order.index(d) < position)
+        assert above == [], f"{module} imports {above}, listed before it"

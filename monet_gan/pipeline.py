@@ -1,0 +1,102 @@
+"""The training input: a data folder, in either of the competition's layouts, to endless
+(photo, Monet) batches.
+
+A data folder holds `monet_tfrec/` and `photo_tfrec/` (TFRecords) or `monet_jpg/` and
+`photo_jpg/` (JPEG or PNG files of any size, centre-cropped to a square); the competition ships
+both. Every image is checked first (`image_sets.ImageSet`, `--on-bad-record`). Pipelines run:
+read -> decode -> resize -> cache -> shuffle/repeat -> augment -> batch -> prefetch.
+"""
+
+import os
+
+import tensorflow as tf
+
+from monet_gan import data
+from monet_gan.config import Config
+from monet_gan.errors import DataError
+from monet_gan.image_sets import ImageSet
+
+LAYOUTS = ("tfrec", "jpg")  # {domain}_tfrec/, {domain}_jpg/: the first one there is read
+
+
+def domain_set(data_dir: str, domain: str, on_bad_record: str = "fail") -> ImageSet:
+    """The checked images of `domain` ('monet' or 'photo') in a data folder of either layout."""
+    for layout in LAYOUTS:
+        folder = os.path.join(data_dir, f"{domain}_{layout}")
+        if tf.io.gfile.isdir(folder):
+            return ImageSet(folder, on_bad_record)
+    raise DataError(
+        f"--data {data_dir} holds neither {domain}_tfrec/ nor {domain}_jpg/: pass a folder with "
+        "monet_tfrec/ and photo_tfrec/, or monet_jpg/ and photo_jpg/ (the competition's layouts; "
+        "`python -m monet_gan.make_tfrecords` writes the first from any image folder)."
+    )
+
+
+def training_sets(config: Config, global_batch_size: int) -> tuple[ImageSet, ImageSet]:
+    """The usable (photo, Monet) images of the config's data folder, every one checked
+    (config.on_bad_record says what to do with unusable ones)."""
+    data_dir = data.resolve_data_dir(config.data_dir)
+    monets = domain_set(data_dir, "monet", config.on_bad_record)
+    photos = domain_set(data_dir, "photo", config.on_bad_record)
+    if monets.count < global_batch_size:
+        raise DataError(
+            f"{monets.source} holds {monets.count} usable paintings, fewer than one global batch "
+            f"of {global_batch_size}: lower --batch-size or add paintings."
+        )
+    return photos, monets
+
+
+def square_images(image_set: ImageSet, size: int) -> tf.data.Dataset:
+    """uint8 [size, size, 3] images of a set: centre-cropped to a square, then resized by
+    `data.resize_to_uint8` (records already 256x256 only resize)."""
+    def square(image):
+        height, width = tf.shape(image)[0], tf.shape(image)[1]
+        side = tf.minimum(height, width)
+        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+        return data.resize_to_uint8(image, size)
+
+    return image_set.dataset().map(square, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Random horizontal flip and resize-and-crop jitter (enlarge by 12%, crop back), drawn
+    from `seed` (shape [2]) alone, so that a resumed run draws what the first run would have."""
+    size = image.shape[0]
+    flip_seed, crop_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    image = tf.image.stateless_random_flip_left_right(image, flip_seed)
+    enlarged = int(size * 1.12)
+    image = tf.image.resize(image, [enlarged, enlarged], method="bilinear")
+    return tf.image.stateless_random_crop(image, [size, size, 3], crop_seed)
+
+
+def domain_dataset(image_set: ImageSet, size: int, augmented: bool, shuffle_buffer: int, seed: int,
+                   start: int = 0):
+    """Endless shuffled float [-1, 1] images of one domain, cached after decoding, from its
+    `start`-th image on. The sequence depends on `seed` only, so a run resumed at image
+    `start` sees exactly what an uninterrupted one would have."""
+    images = square_images(image_set, size).cache()
+    images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
+    # Skipping costs no decoding after the first pass (the cache) and no augmentation.
+    images = images.enumerate().skip(start)
+
+    def prepare(index, image):
+        image = data.to_float(image)
+        return augment(image, tf.stack([tf.constant(seed, tf.int64), index])) if augmented else image
+
+    return images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def training_dataset(config: Config, global_batch_size: int, start_step: int = 0,
+                     sets: tuple[ImageSet, ImageSet] | None = None) -> tf.data.Dataset:
+    """Endless (photo, Monet) batches, from training step `start_step` on.
+
+    Each domain is shuffled and repeated on its own, so every epoch (one pass over the
+    Monet set) pairs the paintings with different photos. `sets` defaults to
+    `training_sets(config, global_batch_size)`.
+    """
+    photos, monets = sets or training_sets(config, global_batch_size)
+    options = dict(size=config.image_size, augmented=config.augment,
+                   shuffle_buffer=config.shuffle_buffer, start=start_step * global_batch_size)
+    pairs = tf.data.Dataset.zip(domain_dataset(photos, seed=config.seed, **options),
+                                domain_dataset(monets, seed=config.seed + 1, **options))
+    return pairs.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
