@@ -1,4 +1,7 @@
-"""One CycleGAN training step per Keras backend: the only backend-specific part of training.
+"""One CycleGAN training step per Keras backend, and the loop that runs it under JAX.
+
+(The other backend-specific parts are small: the checkpoint format in `checkpoints`, the
+devices in `distribute.choose`, and TensorFlow's own CPU kernels and SavedModel.)
 
 What a step computes is shared `keras.ops` code: `CycleGAN.compute_losses` runs the four
 networks, DiffAugment and the image history and returns the losses. What differs between
