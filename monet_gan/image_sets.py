@@ -4,8 +4,8 @@ file, of TFRecords or of JPEG/PNG images.
 `ImageSet(source)` finds what `source` holds, checks every image in it once (unusable ones
 fail, naming them, or are left out with `on_bad_record` "skip"), and then reads the usable
 ones as uint8 [H, W, 3] images with their names. The export reads its photos, `evaluate` its
-generated and real sets, training its FID photos and paintings, and `make_tfrecords` its
-images through it. Nothing is decoded before its header says it fits `MAX_IMAGE_PIXELS`, and
+generated and real sets, training its data folder (`pipeline`: records or JPEG folders), and
+`make_tfrecords` its images through it. Nothing is decoded before its header says it fits `MAX_IMAGE_PIXELS`, and
 no file or zip entry over `MAX_IMAGE_BYTES` is read.
 """
 
