@@ -60,10 +60,9 @@ def generator_checkpoint(generator: keras.Model, directory: Path):
     """A checkpoint holding the photo -> Monet generator alone, in the format of the
     checkpoints in `directory` (the export reads a JAX run's from TensorFlow too)."""
     arrays = any(Path(directory).glob(f"{CHECKPOINT_PREFIX}-*{ARRAY_SUFFIX}"))
-    if arrays or (keras.backend.backend() != "tensorflow"
-                  and not any(Path(directory).glob(f"{CHECKPOINT_PREFIX}-*.index"))):
-        return ArrayCheckpoint({"photo_to_monet": generator})
-    return tf.train.Checkpoint(photo_to_monet=generator)
+    if keras.backend.backend() == "tensorflow" and not arrays:
+        return tf.train.Checkpoint(photo_to_monet=generator)
+    return ArrayCheckpoint({"photo_to_monet": generator})
 
 
 def make_manager(checkpoint, directory: Path, max_to_keep: int):

@@ -90,6 +90,15 @@ def resize_to_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
     return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
 
 
+def square_to_uint8(image: tf.Tensor, size: int) -> tf.Tensor:
+    """uint8 [H, W, 3] of any size -> uint8 [size, size, 3]: the centred square of the image
+    (nothing is stretched), then `resize_to_uint8`."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
+    return resize_to_uint8(image, size)
+
+
 def decode_image(jpeg: tf.Tensor, size: int = RECORD_SIZE) -> tf.Tensor:
     """JPEG bytes -> uint8 [size, size, 3], resized from the 256x256 record if needed."""
     image = tf.io.decode_jpeg(jpeg, channels=3)

@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from monet_gan import steps
 from monet_gan.config import STRATEGIES
 from monet_gan.errors import StrategyError
 
@@ -107,28 +108,16 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
 
 
 def fit_multiworker(model: keras.Model, pairs: tf.data.Dataset, *, epochs: int, initial_epoch: int,
-                    steps_per_epoch: int, callbacks: list, **unused):
+                    steps_per_epoch: int, callbacks: list, verbose: int = 2, **unused):
     """`model.fit` for MultiWorkerMirroredStrategy, which Keras 3's fit does not support
-    (keras-team/keras#20585): the same train_step, metrics and callbacks, without a bar."""
+    (keras-team/keras#20585): the same train_step, metrics and callbacks, without a bar.
+    The trackers, read outside the replicas, hold the mean over all workers."""
     strategy = model.distribute_strategy
     batches = iter(strategy.experimental_distribute_dataset(pairs))
 
     @tf.function
-    def train_step():
+    def take_step():
         strategy.run(model.train_step, args=(next(batches),))
 
-    def logs():  # read outside the replicas, the trackers hold the mean over all workers
-        return {metric.name: float(metric.result()) for metric in model.metrics}
-
-    callback_list = keras.callbacks.CallbackList(callbacks, model=model)
-    callback_list.on_train_begin()
-    for epoch in range(initial_epoch, epochs):
-        for metric in model.metrics:
-            metric.reset_state()
-        callback_list.on_epoch_begin(epoch)
-        for batch in range(steps_per_epoch):
-            train_step()
-            callback_list.on_train_batch_end(batch, logs())
-        print(f"Epoch {epoch + 1}/{epochs}: " + " - ".join(f"{k}: {v:.4f}" for k, v in logs().items()))
-        callback_list.on_epoch_end(epoch, logs())
-    callback_list.on_train_end()
+    steps.run_epochs(model, take_step, epochs=epochs, initial_epoch=initial_epoch,
+                     steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)

@@ -29,10 +29,7 @@ JPEG_QUALITY = 95
 
 def to_record_jpeg(image: tf.Tensor) -> tf.Tensor:
     """uint8 [H, W, 3] -> 256x256 JPEG bytes, centre-cropped to a square first."""
-    height, width = tf.shape(image)[0], tf.shape(image)[1]
-    side = tf.minimum(height, width)
-    image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
-    return tf.io.encode_jpeg(data.resize_to_uint8(image, data.RECORD_SIZE), quality=JPEG_QUALITY)
+    return tf.io.encode_jpeg(data.square_to_uint8(image, data.RECORD_SIZE), quality=JPEG_QUALITY)
 
 
 def make_example(name: bytes, jpeg: bytes, target: str) -> tf.train.Example:

@@ -47,15 +47,10 @@ def training_sets(config: Config, global_batch_size: int) -> tuple[ImageSet, Ima
 
 
 def square_images(image_set: ImageSet, size: int) -> tf.data.Dataset:
-    """uint8 [size, size, 3] images of a set: centre-cropped to a square, then resized by
-    `data.resize_to_uint8` (records already 256x256 only resize)."""
-    def square(image):
-        height, width = tf.shape(image)[0], tf.shape(image)[1]
-        side = tf.minimum(height, width)
-        image = tf.image.crop_to_bounding_box(image, (height - side) // 2, (width - side) // 2, side, side)
-        return data.resize_to_uint8(image, size)
-
-    return image_set.dataset().map(square, num_parallel_calls=tf.data.AUTOTUNE)
+    """uint8 [size, size, 3] images of a set, by `data.square_to_uint8` (records already
+    256x256 only resize)."""
+    return image_set.dataset().map(lambda image: data.square_to_uint8(image, size),
+                                   num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:

@@ -136,15 +136,11 @@ class JaxStep:
         return (new_weights, new_others, new_optimizer_values), losses
 
 
-def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: int, callbacks: list,
-            verbose: int = 2, **unused):
-    """`model.fit` under JAX: `JaxStep` over the batches of `pairs` (a tf.data or any iterable
-    of (photos, monets) arrays), with the same trackers, logs and callbacks. The model's
-    variables hold the state after every step, so callbacks (checkpoints, sample grids,
-    FID) read what they would under TensorFlow."""
-    step = JaxStep(model)
-    state = step.state()
-    batches = iter(pairs.as_numpy_iterator() if hasattr(pairs, "as_numpy_iterator") else pairs)
+def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_epoch: int,
+               callbacks: list, verbose: int = 2) -> None:
+    """The part of `model.fit` that training uses, for loops Keras' fit does not run:
+    `take_step()` takes one step and updates the model's trackers; the callbacks get the same
+    calls and logs as under fit, and a line per epoch is printed."""
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     model.stop_training = False
     callback_list.on_train_begin()
@@ -154,11 +150,7 @@ def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: i
         callback_list.on_epoch_begin(epoch)
         start, logs = time.perf_counter(), {}
         for batch in range(steps_per_epoch):
-            photos, monets = next(batches)
-            state, losses = step(state, photos, monets)
-            step.write_back(state)
-            for name, value in losses.items():
-                model.trackers[name].update_state(value)
+            take_step()
             logs = {tracker.name: float(tracker.result()) for tracker in model.metrics}
             callback_list.on_train_batch_end(batch, logs)
             if model.stop_training:
@@ -172,3 +164,24 @@ def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: i
             break
     callback_list.on_train_end()
     sys.stdout.flush()
+
+
+def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: int, callbacks: list,
+            verbose: int = 2, **unused):
+    """`model.fit` under JAX: `JaxStep` over the batches of `pairs` (a tf.data or any iterable
+    of (photos, monets) arrays), with the same trackers, logs and callbacks. The model's
+    variables hold the state after every step, so callbacks (checkpoints, sample grids,
+    FID) read what they would under TensorFlow."""
+    step = JaxStep(model)
+    state = [step.state()]
+    batches = iter(pairs.as_numpy_iterator() if hasattr(pairs, "as_numpy_iterator") else pairs)
+
+    def take_step():
+        photos, monets = next(batches)
+        state[0], losses = step(state[0], photos, monets)
+        step.write_back(state[0])
+        for name, value in losses.items():
+            model.trackers[name].update_state(value)
+
+    run_epochs(model, take_step, epochs=epochs, initial_epoch=initial_epoch,
+               steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
