@@ -6,6 +6,7 @@ replaced only by a complete one. `python -m monet_gan.export` and the end of tra
 `export_run`.
 """
 
+import io
 import os
 import shutil
 import sys
@@ -15,22 +16,24 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
+from PIL import Image
 
-from monet_gan import checkpoints, data, networks, run_folder
+from monet_gan import checkpoints, data_folder, inputs, networks, run_folder, steps
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
-from monet_gan.image_sets import ImageSet
-from monet_gan.translation import translate
+from monet_gan.translation import resize_to_uint8, translate
+
+if keras.backend.backend() == "tensorflow":  # the SavedModel is TensorFlow's
+    import tensorflow as tf
 
 SUBMISSION_SIZE = 256  # the competition wants 256x256 JPEGs
 JPEG_QUALITY = 95
 
 
-def _entry_name(raw_name: bytes, used: set) -> str:
+def _entry_name(raw_name: str, used: set) -> str:
     """A safe, unique `NAME.jpg` zip entry: no folders, no '..'."""
-    stem = os.path.basename(raw_name.decode("utf-8", "replace").replace("\\", "/")) or "image"
+    stem = os.path.basename(raw_name.replace("\\", "/")) or "image"
     stem = stem.lstrip(".") or "image"
     name, n = f"{stem}.jpg", 1
     while name in used:
@@ -47,31 +50,54 @@ def check_zip(path: Path, expected_count: int) -> None:
             raise OutputError(f"{path} holds {len(names)} images, expected {expected_count}; "
                               "the export was not written.")
         for name in names:
-            shape = tuple(tf.io.decode_jpeg(archive.read(name)).shape)
+            with Image.open(io.BytesIO(archive.read(name))) as image:
+                shape = (image.height, image.width, len(image.getbands())) if image.format == "JPEG" else None
             if shape != (SUBMISSION_SIZE, SUBMISSION_SIZE, 3):
                 raise OutputError(f"{path}: {name} is {shape}, expected 256x256x3; the export "
                                   "was not written.")
 
 
-def write_images_zip(generator: keras.Model, config: Config, photos: "str | ImageSet", out: Path,
+def encode_jpeg(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] -> JPEG bytes at JPEG_QUALITY."""
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="JPEG", quality=JPEG_QUALITY)
+    return encoded.getvalue()
+
+
+def _photo_batches(photo_set, batch_size: int):
+    """(uint8 [batch_size, 256, 256, 3] photos, their names) of a set, the last batch filled
+    up with copies of its first photo (so every call has one shape; the names say how many
+    are real)."""
+    photos, names = [], []
+    for photo, name in photo_set.arrays(with_names=True):
+        if photo.shape[:2] != (SUBMISSION_SIZE, SUBMISSION_SIZE):
+            photo = keras.ops.convert_to_numpy(resize_to_uint8(photo[np.newaxis], SUBMISSION_SIZE))[0]
+        photos.append(photo)
+        names.append(name)
+        if len(photos) == batch_size:
+            yield np.stack(photos), names
+            photos, names = [], []
+    if photos:
+        yield np.stack(photos + photos[:1] * (batch_size - len(photos))), names
+
+
+def write_images_zip(generator: keras.Model, config: Config, photos, out: Path,
                      batch_size: int | None = None, on_bad_record: str = "fail") -> int:
     """Translates every photo (`photos`: a folder, glob or zip of TFRecords or images, any
-    size, or their ImageSet) and writes the paintings, as 256x256 JPEGs, into `out`.
+    size, or their `inputs.ImageSet`) and writes the paintings, as 256x256 JPEGs, into `out`.
 
     Returns the number of images. The zip is checked before it replaces `out`.
     """
-    photo_set = photos if isinstance(photos, ImageSet) else ImageSet(photos, on_bad_record, flag="--photos")
-    count = photo_set.count
-    dataset = photo_set.dataset(with_names=True).map(
-        lambda image, name: (data.resize_to_uint8(image, SUBMISSION_SIZE), name),
-        num_parallel_calls=tf.data.AUTOTUNE)
+    photo_set = inputs.ImageSet(photos, on_bad_record, flag="--photos") if isinstance(photos, (str, Path)) else photos
     batch_size = batch_size or config.export_batch_size
-    def translate_batch(images):
-        return tf.map_fn(lambda image: tf.io.encode_jpeg(image, quality=JPEG_QUALITY),
-                         translate(generator, images, config.image_size, config.export_tta),
-                         fn_output_signature=tf.string)
 
-    if keras.backend.backend() == "tensorflow":  # one graph; under JAX the generator runs eagerly
+    # One graph under TensorFlow; under JAX, one compiled program for the generator.
+    painter = generator if keras.backend.backend() == "tensorflow" else steps.jax_inference(generator)
+
+    def translate_batch(images):
+        return translate(painter, images, config.image_size, config.export_tta)
+
+    if keras.backend.backend() == "tensorflow":
         translate_batch = tf.function(translate_batch)
 
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -79,19 +105,15 @@ def write_images_zip(generator: keras.Model, config: Config, photos: "str | Imag
     used_names, written = set(), 0
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-            batches = dataset.batch(batch_size).prefetch(2)
-            progress = keras.utils.Progbar(count, unit_name="image",
+            progress = keras.utils.Progbar(photo_set.count, unit_name="image",
                                            verbose=1 if sys.stdout.isatty() else 2)
-            for images, names in batches:
-                short = batch_size - len(images)
-                if short:  # a full batch, so the traced function and its kernels are reused
-                    images = tf.concat([images, tf.repeat(images[:1], short, axis=0)], axis=0)
-                jpegs = translate_batch(images).numpy()[:batch_size - short]
-                for jpeg, name in zip(jpegs, names.numpy()):
-                    archive.writestr(_entry_name(name, used_names), jpeg)
-                written += len(jpegs)
+            for images, names in _photo_batches(photo_set, batch_size):
+                paintings = keras.ops.convert_to_numpy(translate_batch(images))
+                for painting, name in zip(paintings, names):  # the copies filling up the batch are left out
+                    archive.writestr(_entry_name(name, used_names), encode_jpeg(painting))
+                written += len(names)
                 progress.update(written)
-        check_zip(partial, count)
+        check_zip(partial, photo_set.count)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -172,14 +194,15 @@ def export_run(run_dir: str | Path, generator: keras.Model | None = None,
     config = run_folder.load_run_config(run_dir)
     if tta is not None:
         config = config.replace(export_tta=tta)
-    photos = photos or os.path.join(data.resolve_data_dir(config.data_dir), "photo_tfrec")
+    photos = photos or data_folder.domain_folder(
+        data_folder.resolve_data_dir(config.data_dir, inputs.isdir), "photo", inputs.isdir)
     # Errors name the flag that chose a place; the run folder's own places need none.
     out_flag, saved_model_flag = "--out" if out else None, "--saved-model" if saved_model else None
     out = Path(out or run_dir / run_folder.IMAGES_ZIP)
     saved_model = Path(saved_model or run_dir / run_folder.SAVED_MODEL_DIR)
     check_file_destination(out, out_flag)
     check_folder_destination(saved_model, saved_model_flag)
-    photo_set = ImageSet(photos, on_bad_record or config.on_bad_record, flag="--photos")
+    photo_set = inputs.ImageSet(photos, on_bad_record or config.on_bad_record, flag="--photos")
     generator = generator or load_generator(run_dir, config, checkpoint)
 
     start = time.perf_counter()

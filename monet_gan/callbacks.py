@@ -2,26 +2,34 @@
 sample grids and metrics.csv (`RunCallback`), and FID scores with the best checkpoint by FID
 (`FidCallback`). Both write on the chief only, into the run folder (`run_folder`)."""
 
+import io
 import json
 import sys
+import time
 from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
+from PIL import Image
 
-from monet_gan import checkpoints, data, inception, pipeline, run_folder, scores
+from monet_gan import checkpoints, inception, run_folder, scores
 from monet_gan.config import Config
 from monet_gan.cyclegan import LOSS_NAMES
 from monet_gan.errors import WeightsError
 from monet_gan.files import write_atomically
-from monet_gan.image_sets import ImageSet
 from monet_gan.translation import sample_grid, translate
 
 
+def encode_png(image: np.ndarray) -> bytes:
+    """uint8 [H, W, 3] -> PNG bytes."""
+    encoded = io.BytesIO()
+    Image.fromarray(image).save(encoded, format="PNG")
+    return encoded.getvalue()
+
+
 class RunCallback(keras.callbacks.Callback):
-    """After each epoch, on the chief: a sample grid PNG and a row of mean losses (and scores,
-    when computed) in metrics.csv (the mean over the steps this process took in that epoch)."""
+    """After each epoch, on the chief: a sample grid PNG and a row of its seconds and mean
+    losses (and scores, when computed) in metrics.csv (the mean over the steps this process took in that epoch)."""
 
     def __init__(self, run_dir: Path, sample_photos: np.ndarray, chief: bool, columns=LOSS_NAMES):
         super().__init__()
@@ -30,24 +38,29 @@ class RunCallback(keras.callbacks.Callback):
         self.sample_photos = sample_photos
         self.chief = chief
 
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+
     def on_epoch_end(self, epoch, logs=None):
         if self.chief:
+            seconds = time.perf_counter() - self.epoch_started  # before the grid and files
             grid = sample_grid(self.model.photo_to_monet, self.sample_photos)
-            png = tf.io.encode_png(grid).numpy()
+            png = encode_png(grid)
             write_atomically(self.run_dir / run_folder.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png", png)
             write_atomically(self.run_dir / run_folder.SAMPLES_FILE, png)
-            self._write_metrics(epoch + 1, logs or {})
+            self._write_metrics(epoch + 1, seconds, logs or {})
 
-    def _write_metrics(self, epoch: int, logs: dict):
+    def _write_metrics(self, epoch: int, seconds: float, logs: dict):
         """Rewrites metrics.csv with this epoch's row last (rows of a later epoch, left by a
-        run that was resumed from an earlier checkpoint, are dropped). A score not computed
+        run that was resumed from an earlier checkpoint, are dropped): the epoch, its wall
+        seconds (FID scoring of the epoch included), then the columns. A score not computed
         this epoch is left empty."""
         path = self.run_dir / run_folder.METRICS_FILE
-        header = ",".join(["epoch", *self.columns])
+        header = ",".join(["epoch", "seconds", *self.columns])
         rows = path.read_text().splitlines()[1:] if path.is_file() else []
         rows = [r for r in rows if r.split(",")[0].isdigit() and int(r.split(",")[0]) < epoch]
         values = [f"{float(logs[n]):.6g}" if n in logs else "" for n in self.columns]
-        rows.append(",".join([str(epoch), *values]))
+        rows.append(",".join([str(epoch), f"{seconds:.2f}", *values]))
         write_atomically(path, ("\n".join([header, *rows]) + "\n").encode())
 
 
@@ -72,9 +85,9 @@ class FidCallback(keras.callbacks.Callback):
         if (epoch + 1) % self.every:
             return
         generator = self.model.photo_to_monet
-        paintings = np.concatenate([translate(generator, self.photos[i:i + 16], self.image_size,
-                                              self.tta).numpy()
-                                    for i in range(0, len(self.photos), 16)])
+        paintings = np.concatenate([keras.ops.convert_to_numpy(
+            translate(generator, self.photos[i:i + 16], self.image_size, self.tta))
+            for i in range(0, len(self.photos), 16)])
         result = scores.score(scores.inception_features(paintings, progress=False), self.real_features)
         print(f"\nEpoch {epoch + 1}: FID {result['fid']:.2f}, MiFID {result['mifid']:.2f} "
               f"({len(paintings)} paintings)")
@@ -86,16 +99,16 @@ class FidCallback(keras.callbacks.Callback):
             write_atomically(self.best_file, (json.dumps({"epoch": epoch + 1, **result}) + "\n").encode())
 
 
-def fid_callback(config: Config, checkpoint, run_dir: Path,
-                 photo_set: ImageSet, monet_set: ImageSet) -> FidCallback | None:
-    """The FID callback of a run (None, with a warning, when the Inception weights are missing)."""
+def fid_callback(config: Config, checkpoint, run_dir: Path, photos: np.ndarray,
+                 monet_set) -> FidCallback | None:
+    """The FID callback of a run (None, with a warning, when the Inception weights are missing):
+    it translates `photos` (uint8 [N, 256, 256, 3]) and scores them against `monet_set` (an
+    `inputs.ImageSet`)."""
     try:
         inception.load_model()
     except WeightsError as error:
         print(f"warning: FID scoring during training is off: {error}", file=sys.stderr)
         return None
-    photos = pipeline.square_images(photo_set, data.RECORD_SIZE).take(config.fid_images)
-    photos = np.stack(list(photos.as_numpy_iterator()))
     real_features = scores.image_set_features(monet_set, cache=True)
     best_dir = run_dir / run_folder.BEST_CHECKPOINT_DIR
     manager = checkpoints.make_manager(checkpoint, best_dir, max_to_keep=1)

@@ -18,6 +18,7 @@ import re
 import shutil
 import signal
 import sys
+import time
 from pathlib import Path
 
 import keras
@@ -234,8 +235,10 @@ class CheckpointCallback(keras.callbacks.Callback):
 
     def __init__(self, manager, step, *, start_step: int,
                  steps_per_epoch: int, every_steps: int, every_epochs: int, epochs: int,
-                 signals: StopSignals):
+                 signals: StopSignals, deadline: float | None = None):
         super().__init__()
+        self.deadline = deadline  # time.monotonic() after which training saves and ends
+        self.out_of_time = None  # the step it ended at, then
         self.manager = manager
         self.step = step
         self.start_step = start_step
@@ -257,6 +260,13 @@ class CheckpointCallback(keras.callbacks.Callback):
             self.save(done)
         if self.signals.received is not None:
             self.stop_for_signal(done, "continue with --resume RUN_DIR")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self.save(done)
+            self.model.stop_training = True
+            self.out_of_time = done
+            print(f"\nThe time budget is spent: stopped after step {done} of "
+                  f"{self.epochs * self.steps_per_epoch}, saved {self.manager.latest_checkpoint}.",
+                  flush=True)
 
     def stop_for_signal(self, done: int, what_next: str):
         self.save(done)
@@ -267,6 +277,8 @@ class CheckpointCallback(keras.callbacks.Callback):
                               exit_code=128 + self.signals.received)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.out_of_time is not None:  # the epoch ended early; its step is saved
+            return
         done = (epoch + 1) * self.steps_per_epoch
         if (epoch + 1) % self.every_epochs == 0 or epoch + 1 == self.epochs:
             self.save(done)

@@ -11,6 +11,7 @@ runs on a laptop in minutes, `tiny()` is what the tests run.
 import dataclasses
 import json
 import math
+import re
 import types
 from pathlib import Path
 
@@ -36,8 +37,9 @@ CHANGEABLE_ON_RESUME = (
     "data_dir", "on_bad_record", "epochs", "precision", "jit_compile", "steps_per_execution",
     "fastest_cpu_kernels", "strategy", "sample_images", "checkpoints_to_keep",
     "checkpoint_every_epochs", "checkpoint_every_steps", "fid_every", "fid_images", "export",
-    "export_batch_size", "export_tta", "export_checkpoint",
+    "export_batch_size", "export_tta", "export_checkpoint", "time_budget",
 )
+DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
 
 
 def setting(default, help: str, *, choices: tuple | None = None, minimum=None, maximum=None,
@@ -110,6 +112,9 @@ class Config:
     checkpoints_to_keep: int = setting(3, "newest checkpoints kept in the run folder", minimum=1)
     checkpoint_every_epochs: int = setting(1, "a checkpoint at the end of every Nth epoch", minimum=1)
     checkpoint_every_steps: int = setting(0, "and one every N steps; 0: at epoch ends only", minimum=0)
+    time_budget: str = setting(
+        "", "wall time a training process may take, e.g. 40m, 1h30m, 90s: then it saves a checkpoint "
+        "after the current step and exports ('': until the last epoch)")
     fid_every: int = setting(0, "score FID/MiFID/KID of translated photos every N epochs; 0: never",
                              minimum=0)
     fid_images: int = setting(300, "photos translated for each such score", minimum=1)
@@ -131,6 +136,7 @@ class Config:
             raise ConfigError("fid_images must be at least 2 to score FID (flag --fid-images). "
                               f"Received: fid_images={self.fid_images}")
         diffaugment_parts(self.diffaugment)
+        duration_seconds(self.time_budget)
 
     def replace(self, **changes) -> "Config":
         """A copy with `changes` applied; unknown field names are an error."""
@@ -198,6 +204,22 @@ def check_field(field: dataclasses.Field, value) -> None:
         else:
             bound = f"at least {low}" if low is not None else f"more than {above}"
         raise ConfigError(f"{field.name} must be {bound} {where}")
+
+
+def duration_seconds(text: str) -> float | None:
+    """'1h30m', '40m', '90s' or '90' -> seconds; '' -> None (no limit). Anything else, or no
+    time at all, is a ConfigError."""
+    if not text:
+        return None
+    match = DURATION.fullmatch(text.strip().lower())
+    seconds = None
+    if match and any(match.groups()):
+        hours, minutes, rest = (float(part or 0) for part in match.groups())
+        seconds = 3600 * hours + 60 * minutes + rest
+    if not seconds:
+        raise ConfigError("time_budget must be a duration such as 40m, 1h30m or 90s (flag "
+                          f"--time-budget). Received: time_budget={text!r}")
+    return seconds
 
 
 def diffaugment_parts(policy: str) -> tuple[str, ...]:

@@ -9,44 +9,25 @@ resize-and-round chain every image at another size goes through, and the [-1, 1]
 import dataclasses
 import os
 import re
-import sys
 
 import numpy as np
 import tensorflow as tf
 
-from monet_gan.config import BAD_RECORD_POLICIES
+from monet_gan import data_folder
+from monet_gan.data_folder import RECORD_SIZE, TFRECORD_SUFFIXES, apply_policy, check_policy
 from monet_gan.errors import DataError
 
-RECORD_SIZE = 256  # the competition's images are 256x256
-KAGGLE_DATA_DIR = "/kaggle/input/gan-getting-started"
 FEATURES = {
     "image_name": tf.io.FixedLenFeature([], tf.string),
     "image": tf.io.FixedLenFeature([], tf.string),
     "target": tf.io.FixedLenFeature([], tf.string),
 }
 OPTIONAL_FEATURES = {name: tf.io.FixedLenFeature([], tf.string, default_value="") for name in FEATURES}
-TFRECORD_SUFFIXES = (".tfrec", ".tfrecord", ".tfrecords")
 
 
 def resolve_data_dir(data_dir: str | None) -> str:
-    """The folder holding `monet_tfrec/` and `photo_tfrec/` (flag --data).
-
-    None means the Kaggle input folder, which must then exist.
-    """
-    if data_dir is None:
-        if tf.io.gfile.isdir(KAGGLE_DATA_DIR):
-            return KAGGLE_DATA_DIR
-        raise DataError(
-            "No data folder given and the Kaggle input folder "
-            f"{KAGGLE_DATA_DIR} does not exist: pass --data DIR, a folder holding "
-            "monet_tfrec/ and photo_tfrec/ (the competition's layout)."
-        )
-    if not tf.io.gfile.isdir(data_dir):
-        raise DataError(
-            f"--data {data_dir}: no such folder. Pass a folder holding monet_tfrec/ and "
-            "photo_tfrec/, e.g. the competition download or the shipped sample `tfrecords`."
-        )
-    return data_dir
+    """`data_folder.resolve_data_dir`, for local and `gs://` paths alike."""
+    return data_folder.resolve_data_dir(data_dir, tf.io.gfile.isdir)
 
 
 def list_files(pattern: str, suffixes=TFRECORD_SUFFIXES) -> list[str]:
@@ -139,12 +120,6 @@ class Records:
         return int(self.usable.sum())
 
 
-def check_policy(on_bad_record: str) -> None:
-    if on_bad_record not in BAD_RECORD_POLICIES:
-        raise DataError(f"--on-bad-record must be one of {', '.join(BAD_RECORD_POLICIES)}. "
-                        f"Received: {on_bad_record!r}")
-
-
 def op_error_text(error: tf.errors.OpError) -> str:
     """The first line of a TensorFlow error, without the names of its internal functions
     and ops ({{function_node __wrapped__...}}, [Op:...])."""
@@ -210,21 +185,6 @@ def scan_records(files: list[str], on_bad_record: str = "fail") -> Records:
                   "Rewrite the records with `python -m monet_gan.make_tfrecords`, which converts "
                   "and resizes, or remove the file")
     return records
-
-
-def apply_policy(problems: list[str], on_bad_record: str, usable: int, where: str, fix: str):
-    """Fails on the first problem ('fail'), or warns with their count ('skip'); no usable
-    input at all fails either way."""
-    if problems and on_bad_record == "fail":
-        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
-        raise DataError(f"{problems[0]}{more}. {fix}; or pass --on-bad-record skip to leave "
-                        "unusable inputs out.")
-    if usable == 0:
-        first = f" ({len(problems)} unusable; the first: {problems[0]})" if problems else ""
-        raise DataError(f"Nothing usable in {where}{first}. {fix}.")
-    if problems:
-        print(f"warning: left out {len(problems)} unusable inputs (--on-bad-record skip), "
-              f"the first: {problems[0]}", file=sys.stderr)
 
 
 def read_images(source: "Records | list[str]", size: int = RECORD_SIZE, with_names: bool = False):

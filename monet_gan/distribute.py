@@ -1,13 +1,13 @@
 """Choosing the `tf.distribute` strategy (TPU, several GPUs, several machines, or one device),
 and training where Keras' `fit` does not run (several machines); under Keras' JAX backend,
-Keras' own distribution API (`data_parallel`)."""
+Keras' own distribution API (`data_parallel`), and no TensorFlow."""
 
+import contextlib
 import json
 import os
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from monet_gan import steps
 from monet_gan.config import STRATEGIES
@@ -15,6 +15,18 @@ from monet_gan.errors import StrategyError
 
 if keras.backend.backend() == "jax":
     import jax
+else:
+    import tensorflow as tf
+
+
+class NoStrategy:
+    """What training builds in under JAX, where Keras' distribution replaces strategies:
+    its scope does nothing."""
+
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
 
 
 def _tpu_strategy(required: bool):
@@ -50,7 +62,7 @@ def _tpu_present() -> bool:
                 or os.path.exists("/dev/accel0") or os.path.exists("/dev/vfio/0"))
 
 
-def get_strategy(kind: str = "auto") -> tf.distribute.Strategy:
+def get_strategy(kind: str = "auto") -> "tf.distribute.Strategy":
     """The strategy `kind` names (flag --strategy).
 
     auto: a TPU when one is there, else MultiWorkerMirroredStrategy when TF_CONFIG lists
@@ -70,17 +82,17 @@ def get_strategy(kind: str = "auto") -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
-def choose(kind: str, strategy: tf.distribute.Strategy | None = None) -> tuple:
+def choose(kind: str, strategy: "tf.distribute.Strategy | None" = None) -> tuple:
     """(the tf.distribute strategy to build in, the number of replicas) for `kind` (flag
-    --strategy). Under JAX the strategy is TensorFlow's default (its scope does nothing) and the
-    replicas are `data_parallel`'s devices, set as Keras' distribution before any model is built."""
+    --strategy). Under JAX the strategy is a `NoStrategy` and the replicas are `data_parallel`'s
+    devices, set as Keras' distribution before any model is built."""
     if keras.backend.backend() != "jax":
         strategy = strategy or get_strategy(kind)
         return strategy, strategy.num_replicas_in_sync
     distribution = data_parallel(kind)
     keras.distribution.set_distribution(distribution)
     replicas = int(np.prod(distribution.device_mesh.shape)) if distribution else 1
-    return tf.distribute.get_strategy(), replicas
+    return NoStrategy(), replicas
 
 
 def data_parallel(kind: str = "auto"):
@@ -96,10 +108,16 @@ def data_parallel(kind: str = "auto"):
     return None
 
 
-def is_chief(strategy: tf.distribute.Strategy) -> bool:
+def is_multiworker(strategy) -> bool:
+    """Whether `strategy` trains on several machines (MultiWorkerMirroredStrategy)."""
+    return keras.backend.backend() == "tensorflow" and isinstance(
+        strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
+def is_chief(strategy) -> bool:
     """Whether this process writes the run's files: always, except on non-chief workers."""
     resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+    if resolver is None or not is_multiworker(strategy):
         return True
     task_type, task_id = resolver.task_type, resolver.task_id
     if "chief" in resolver.cluster_spec().as_dict():
@@ -107,7 +125,7 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type is None or (task_type == "worker" and task_id == 0)
 
 
-def fit_multiworker(model: keras.Model, pairs: tf.data.Dataset, *, epochs: int, initial_epoch: int,
+def fit_multiworker(model: keras.Model, pairs: "tf.data.Dataset", *, epochs: int, initial_epoch: int,
                     steps_per_epoch: int, callbacks: list, verbose: int = 2, **unused):
     """`model.fit` for MultiWorkerMirroredStrategy, which Keras 3's fit does not support
     (keras-team/keras#20585): the same train_step, metrics and callbacks, without a bar.

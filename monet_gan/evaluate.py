@@ -15,7 +15,7 @@ from pathlib import Path
 from monet_gan import cli, inception, scores
 from monet_gan.config import BAD_RECORD_POLICIES
 from monet_gan.files import check_file_destination
-from monet_gan.image_sets import ImageSet
+from monet_gan.inputs import ImageSet
 
 
 def evaluate(generated: str, real: str, memorization: str | None = None,

@@ -17,12 +17,10 @@ from pathlib import PurePosixPath
 import numpy as np
 import tensorflow as tf
 
-from monet_gan import data
+from monet_gan import data, data_folder
+from monet_gan.data_folder import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TFRECORD_SUFFIXES
 from monet_gan.errors import DataError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
-MAX_IMAGE_BYTES = 64 * 2**20  # a bigger file is refused unread (zip bombs, stray files)
-MAX_IMAGE_PIXELS = 64 * 2**20  # an image that would decode to more is refused undecoded
 MAX_ZIP_ENTRIES = 100_000  # a zip with more entries is refused unread
 
 # What a file holds, from its first bytes (for a file whose name does not say).
@@ -75,7 +73,7 @@ def check_encoded_images(encoded: tf.data.Dataset, labels: list[str]) -> tuple[n
 def scan_image_files(paths: list[str], on_bad_record: str = "fail") -> list[str]:
     """The JPEG/PNG files among `paths` that can be used; the others fail or are skipped
     as `data.scan_records` does."""
-    data.check_policy(on_bad_record)
+    data_folder.check_policy(on_bad_record)
     sizes = [tf.io.gfile.stat(p).length for p in paths]
     problems = [f"{p}: larger than {MAX_IMAGE_BYTES} bytes" for p, n in zip(paths, sizes)
                 if n > MAX_IMAGE_BYTES]
@@ -83,7 +81,7 @@ def scan_image_files(paths: list[str], on_bad_record: str = "fail") -> list[str]
     usable, more = check_encoded_images(
         tf.data.Dataset.from_tensor_slices(tf.constant(small, tf.string)).map(tf.io.read_file), small)
     good = [p for p, ok in zip(small, usable) if ok]
-    data.apply_policy(problems + more, on_bad_record, len(good), os.path.dirname(paths[0]) or ".",
+    data_folder.apply_policy(problems + more, on_bad_record, len(good), os.path.dirname(paths[0]) or ".",
                       "Remove or replace those files")
     return good
 
@@ -102,7 +100,7 @@ def _stem(path: str) -> str:
 def _kind(path: str) -> str:
     """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
     lower = path.lower()
-    if lower.endswith(data.TFRECORD_SUFFIXES):
+    if lower.endswith(TFRECORD_SUFFIXES):
         return "tfrecord"
     if lower.endswith(IMAGE_SUFFIXES):
         return "images"
@@ -119,7 +117,7 @@ def _files_and_kind(source: str, label: str) -> tuple[list[str], str]:
     if tf.io.gfile.isdir(source):
         names = sorted(n for n in tf.io.gfile.listdir(source) if not n.startswith("."))
         files = [os.path.join(source, n) for n in names
-                 if n.lower().endswith(data.TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
+                 if n.lower().endswith(TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
     else:
         files = [f for f in sorted(tf.io.gfile.glob(source)) if not tf.io.gfile.isdir(f)]
     if not files:
@@ -146,7 +144,7 @@ class ImageSet:
 
     def __init__(self, source: "str | data.Records", on_bad_record: str = "fail",
                  flag: str | None = None):
-        data.check_policy(on_bad_record)
+        data_folder.check_policy(on_bad_record)
         if isinstance(source, data.Records):
             self.source, self.kind, self.records = source.files[0], "tfrecord", source
             self.files, self.count, self.skipped = source.files, source.count, len(source.problems)
@@ -190,7 +188,7 @@ class ImageSet:
         self.members = sorted(members)
         usable, more = check_encoded_images(self._encoded_members(), self.members)
         self.members = [m for m, ok in zip(self.members, usable) if ok]
-        data.apply_policy(problems + more, on_bad_record, len(self.members), source,
+        data_folder.apply_policy(problems + more, on_bad_record, len(self.members), source,
                           "Remove those entries from the zip")
         self.count, self.skipped = len(self.members), len(problems + more)
 
@@ -227,3 +225,9 @@ class ImageSet:
         if not with_names:
             return images
         return tf.data.Dataset.zip(images, tf.data.Dataset.from_tensor_slices(tf.constant(names, tf.string)))
+
+    def arrays(self, with_names: bool = False):
+        """`dataset`'s images as numpy arrays (with `with_names`, (image, name) pairs, the
+        name a str), for code that runs under either backend."""
+        for item in self.dataset(with_names).as_numpy_iterator():
+            yield (item[0], item[1].decode("utf-8", "replace")) if with_names else item

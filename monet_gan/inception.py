@@ -22,7 +22,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from monet_gan import networks
 from monet_gan.errors import WeightsError
@@ -272,15 +271,29 @@ def load_model(source: str | None = None) -> keras.Model:
     global _MODEL
     if _MODEL is None:
         with np.load(converted_weights(source), allow_pickle=False) as stored:
-            arrays = {key: stored[key] for key in stored.files}
+            # float32 (a copy carried as float16, to halve it, is read back as float32)
+            arrays = {key: stored[key] if key == "architecture" else stored[key].astype(np.float32)
+                      for key in stored.files}
         tree = json.loads(str(arrays.pop("architecture")))
         with networks.float32_policy():
             _MODEL = build_network(tree, arrays)
     return _MODEL
 
 
-def preprocess(images: tf.Tensor) -> tf.Tensor:
-    """uint8 [N, H, W, 3] -> float [N, 299, 299, 3] as Kaggle feeds the network."""
-    x = tf.raw_ops.ResizeBilinear(images=images, size=[INPUT_SIZE, INPUT_SIZE],
-                                  align_corners=False, half_pixel_centers=False)
+def _legacy_bilinear(size_in: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source rows (or columns) and weights of TF1's bilinear resize from `size_in` to
+    INPUT_SIZE (`align_corners=False`, `half_pixel_centers=False`), in its float32 arithmetic."""
+    position = np.arange(INPUT_SIZE, dtype=np.float32) * np.float32(size_in / INPUT_SIZE)
+    low = np.floor(position).astype(np.int64)
+    return low, np.minimum(low + 1, size_in - 1), position - low.astype(np.float32)
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """uint8 [N, H, W, 3] -> float32 [N, 299, 299, 3] as Kaggle feeds the network (TF1's
+    `ResizeBilinear`, columns then rows, as its kernel interpolates)."""
+    x = np.asarray(images, np.float32)
+    low, high, weight = _legacy_bilinear(x.shape[2])
+    x = x[:, :, low] + (x[:, :, high] - x[:, :, low]) * weight[:, None]
+    low, high, weight = _legacy_bilinear(x.shape[1])
+    x = x[:, low] + (x[:, high] - x[:, low]) * weight[:, None, None]
     return (x - 128.0) / 128.0

@@ -12,7 +12,8 @@ import math
 
 import keras
 
-from monet_gan import conv_kernels
+if keras.backend.backend() == "tensorflow":  # the kernels it chooses from are TensorFlow's
+    from monet_gan import conv_kernels
 from monet_gan.config import Config
 
 

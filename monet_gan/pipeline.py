@@ -7,29 +7,17 @@ both. Every image is checked first (`image_sets.ImageSet`, `--on-bad-record`). P
 read -> decode -> resize -> cache -> shuffle/repeat -> augment -> batch -> prefetch.
 """
 
-import os
-
+import numpy as np
 import tensorflow as tf
 
-from monet_gan import data
+from monet_gan import data, data_folder
 from monet_gan.config import Config
-from monet_gan.errors import DataError
 from monet_gan.image_sets import ImageSet
-
-LAYOUTS = ("tfrec", "jpg")  # {domain}_tfrec/, {domain}_jpg/: the first one there is read
 
 
 def domain_set(data_dir: str, domain: str, on_bad_record: str = "fail") -> ImageSet:
     """The checked images of `domain` ('monet' or 'photo') in a data folder of either layout."""
-    for layout in LAYOUTS:
-        folder = os.path.join(data_dir, f"{domain}_{layout}")
-        if tf.io.gfile.isdir(folder):
-            return ImageSet(folder, on_bad_record)
-    raise DataError(
-        f"--data {data_dir} holds neither {domain}_tfrec/ nor {domain}_jpg/: pass a folder with "
-        "monet_tfrec/ and photo_tfrec/, or monet_jpg/ and photo_jpg/ (the competition's layouts; "
-        "`python -m monet_gan.make_tfrecords` writes the first from any image folder)."
-    )
+    return ImageSet(data_folder.domain_folder(data_dir, domain, tf.io.gfile.isdir), on_bad_record)
 
 
 def training_sets(config: Config, global_batch_size: int) -> tuple[ImageSet, ImageSet]:
@@ -38,11 +26,7 @@ def training_sets(config: Config, global_batch_size: int) -> tuple[ImageSet, Ima
     data_dir = data.resolve_data_dir(config.data_dir)
     monets = domain_set(data_dir, "monet", config.on_bad_record)
     photos = domain_set(data_dir, "photo", config.on_bad_record)
-    if monets.count < global_batch_size:
-        raise DataError(
-            f"{monets.source} holds {monets.count} usable paintings, fewer than one global batch "
-            f"of {global_batch_size}: lower --batch-size or add paintings."
-        )
+    data_folder.check_enough_paintings(monets, global_batch_size)
     return photos, monets
 
 
@@ -51,6 +35,12 @@ def square_images(image_set: ImageSet, size: int) -> tf.data.Dataset:
     256x256 only resize)."""
     return image_set.dataset().map(lambda image: data.square_to_uint8(image, size),
                                    num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def square_arrays(image_set: ImageSet, size: int, count: int | None = None) -> np.ndarray:
+    """The first `count` (default: all) `square_images` of a set, as uint8 [N, size, size, 3]."""
+    images = square_images(image_set, size)
+    return np.stack(list((images if count is None else images.take(count)).as_numpy_iterator()))
 
 
 def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
@@ -95,3 +85,11 @@ def training_dataset(config: Config, global_batch_size: int, start_step: int = 0
     pairs = tf.data.Dataset.zip(domain_dataset(photos, seed=config.seed, **options),
                                 domain_dataset(monets, seed=config.seed + 1, **options))
     return pairs.batch(global_batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+
+
+def training_batches(config: Config, global_batch_size: int, start_step: int = 0,
+                     sets: tuple[ImageSet, ImageSet] | None = None) -> tf.data.Dataset:
+    """`training_dataset`, which several workers shard by data (each reads its share)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return training_dataset(config, global_batch_size, start_step, sets).with_options(options)

@@ -5,7 +5,7 @@
     best_checkpoint/   the checkpoint with the lowest FID so far, and its score.json
     samples/           epoch-NNN.png: photos (top row) and their paintings (bottom row)
     samples.png        the newest of those
-    metrics.csv        the mean losses (and scores) of each epoch
+    metrics.csv        the seconds and mean losses (and scores) of each epoch
     tensorboard/       the same, for TensorBoard
     images.zip         one 256x256 JPEG painting per photo (the competition submission)
     saved_model/       the photo -> Monet generator, uint8 in, uint8 out

@@ -15,12 +15,10 @@ import sys
 import keras
 import numpy as np
 import scipy.linalg
-import tensorflow as tf
 
 from monet_gan import inception
 from monet_gan.errors import DataError
 from monet_gan.files import write_atomically
-from monet_gan.image_sets import ImageSet
 
 MEMORIZATION_THRESHOLD = 0.1
 FEATURE_BATCH = 32
@@ -88,21 +86,28 @@ def score(generated: np.ndarray, real: np.ndarray, memorization_real: np.ndarray
 
 # --- features of image sets ----------------------------------------------------------
 
-def _prepare(image: tf.Tensor) -> tf.Tensor:
-    return inception.preprocess(image[tf.newaxis])[0]
+def _batches(images):
+    """Batches of FEATURE_BATCH network inputs from uint8 images of any sizes."""
+    batch = []
+    for image in images:
+        batch.append(inception.preprocess(image[np.newaxis])[0])
+        if len(batch) == FEATURE_BATCH:
+            yield np.stack(batch)
+            batch = []
+    if batch:
+        yield np.stack(batch)
 
 
 def inception_features(images, count: int | None = None, progress: bool = True) -> np.ndarray:
-    """[N, 2048] `pool_3` features of uint8 images: an array [N, H, W, 3] or a dataset of [H, W, 3]."""
+    """[N, 2048] `pool_3` features of uint8 images: an array [N, H, W, 3] or an iterable of
+    [H, W, 3] arrays (of `count` images, for the progress bar)."""
     model = inception.load_model()
-    if not isinstance(images, tf.data.Dataset):
+    if isinstance(images, np.ndarray):
         count = len(images)
-        images = tf.data.Dataset.from_tensor_slices(np.asarray(images))
-    batches = images.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(FEATURE_BATCH).prefetch(2)
     bar = keras.utils.Progbar(count, unit_name="image", verbose=1 if progress and sys.stdout.isatty() else 0)
     features, done = [], 0
-    for batch in batches.as_numpy_iterator():  # arrays: any backend takes them
-        features.append(model.predict_on_batch(batch))  # Keras traces this once per model
+    for batch in _batches(images):
+        features.append(keras.ops.convert_to_numpy(model.predict_on_batch(batch)))  # traced once per model
         done += len(batch)
         bar.update(done)
     if not features:
@@ -110,15 +115,15 @@ def inception_features(images, count: int | None = None, progress: bool = True) 
     return np.concatenate(features)
 
 
-def image_set_features(image_set: ImageSet, cache: bool = False) -> np.ndarray:
-    """Inception features of an image set; with `cache`, kept under the set's content hash
-    (for real sets, scored again and again)."""
+def image_set_features(image_set, cache: bool = False) -> np.ndarray:
+    """Inception features of an image set (an `inputs.ImageSet`); with `cache`, kept under the
+    set's content hash (for real sets, scored again and again)."""
     if not cache:
-        return inception_features(image_set.dataset(), image_set.count)
+        return inception_features(image_set.arrays(), image_set.count)
     path = inception.CACHE_DIR / "features" / f"{image_set.content_hash()}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
-    features = inception_features(image_set.dataset(), image_set.count)
+    features = inception_features(image_set.arrays(), image_set.count)
     encoded = io.BytesIO()
     np.save(encoded, features, allow_pickle=False)
     write_atomically(path, encoded.getvalue())

@@ -136,6 +136,20 @@ class JaxStep:
         return (new_weights, new_others, new_optimizer_values), losses
 
 
+def jax_inference(model: keras.Model):
+    """`model(x, training=False)` as one jit-compiled JAX program, its weights passed in as
+    arguments (a plain `jax.jit` of the call would bake them in as constants); for painting
+    many batches with fixed weights (the export)."""
+    trainable = [v.value for v in model.trainable_variables]
+    non_trainable = [v.value for v in model.non_trainable_variables]
+
+    @jax.jit
+    def call(trainable, non_trainable, x):
+        return model.stateless_call(trainable, non_trainable, x, training=False)[0]
+
+    return lambda x, training=False: call(trainable, non_trainable, x)
+
+
 def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_epoch: int,
                callbacks: list, verbose: int = 2) -> None:
     """The part of `model.fit` that training uses, for loops Keras' fit does not run:

@@ -10,13 +10,12 @@ import dataclasses
 import functools
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import keras
-import numpy as np
-import tensorflow as tf
 
-from monet_gan import artifacts, checkpoints, cli, cyclegan, data, distribute, pipeline, run_folder, scores
+from monet_gan import artifacts, checkpoints, cli, cyclegan, data_folder, distribute, inputs, run_folder, scores
 from monet_gan import steps as steps_lib
 from monet_gan import config as config_lib
 from monet_gan.callbacks import RunCallback, fid_callback
@@ -30,18 +29,18 @@ class Setup:
     """What a run trains with, once its data is checked and its model built."""
 
     config: Config
-    strategy: tf.distribute.Strategy
+    strategy: object  # a tf.distribute.Strategy (distribute.NoStrategy under JAX)
     chief: bool  # writes the run folder (every process but non-chief workers)
     multiworker: bool
     global_batch: int
     steps: int  # per epoch
-    sets: tuple  # (photo, Monet) image_sets.ImageSet
+    sets: tuple  # (photo, Monet) inputs.ImageSet
     model: cyclegan.CycleGAN
-    step: tf.Variable  # training steps done, checkpointed
+    step: keras.Variable  # training steps done, checkpointed (a tf.Variable under TensorFlow)
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False,
-          strategy: tf.distribute.Strategy | None = None) -> cyclegan.CycleGAN:
+          strategy=None) -> cyclegan.CycleGAN:
     """Trains (or, with `resume`, continues) the run in `run_dir`; returns the model.
 
     A new run refuses a folder that already holds a run. `strategy` defaults to
@@ -49,6 +48,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     when `config.export` is set. Raises errors.TrainingStopped when a signal or a
     non-finite loss ends training early (after saving, or without saving, respectively).
     """
+    started = time.monotonic()  # the time budget counts from here
     run_dir = Path(run_dir)
     if not resume:
         run_folder.check_new(run_dir)
@@ -62,7 +62,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     manager = checkpoints.make_manager(
         checkpoint, run_dir / run_folder.CHECKPOINT_DIR if setup.chief else Path(scratch.name),
         config.checkpoints_to_keep)
-    _train_epochs(setup, run_dir, checkpoint, manager)
+    _train_epochs(setup, run_dir, checkpoint, manager, started)
     if scratch is not None:
         scratch.cleanup()
     skipped = sum(image_set.skipped for image_set in setup.sets)
@@ -91,12 +91,12 @@ def _with_backend(config: Config, run_dir: Path, resume: bool) -> Config:
 def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     """Checks the data and the run folder, builds the model in the strategy's scope, and
     only then writes config.json (a start that fails leaves the folder free for a retry)."""
-    config = config.replace(data_dir=data.resolve_data_dir(config.data_dir))
+    config = config.replace(data_dir=data_folder.resolve_data_dir(config.data_dir, inputs.isdir))
     keras.utils.set_random_seed(config.seed)
     strategy, replicas = distribute.choose(config.strategy, strategy)
     chief = distribute.is_chief(strategy)
     global_batch = config.batch_size * replicas
-    sets = pipeline.training_sets(config, global_batch)
+    sets = inputs.training_sets(config, global_batch)
     steps = config.steps_per_epoch or sets[1].count // global_batch  # per epoch
     if chief:
         check_writable(run_dir, "--run-dir")
@@ -107,15 +107,15 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
         check_free_space(run_dir, 2 * checkpoints.estimated_checkpoint_bytes(model),
                          "this model's checkpoints (two of them)", "--run-dir")
         run_folder.write_run_config(run_dir, config)
-    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    multiworker = distribute.is_multiworker(strategy)
     return Setup(config, strategy, chief, multiworker, global_batch, steps, sets, model, step)
 
 
-def _restore(checkpoint: tf.train.Checkpoint, run_dir: Path, setup: Setup) -> None:
+def _restore(checkpoint, run_dir: Path, setup: Setup) -> None:
     restored = checkpoints.restore_newest(checkpoint, run_dir / run_folder.CHECKPOINT_DIR,
                                           move_damaged=setup.chief)
     if restored:
-        done = int(setup.step.numpy())
+        done = int(keras.ops.convert_to_numpy(setup.step))
         epochs_done, offset = divmod(done, setup.steps)
         print(f"Resumed {restored} at step {done} ({epochs_done} epochs and {offset} steps done).")
 
@@ -124,31 +124,52 @@ def _callbacks(setup: Setup, run_dir: Path, checkpoint, saver) -> list:
     """Checkpoints (first: it stops on a NaN before anything logs it), FID scores (before
     the callbacks that log them), sample grids with metrics.csv, and TensorBoard."""
     config, chief = setup.config, setup.chief
-    photos = pipeline.square_images(setup.sets[0], config.image_size).take(config.sample_images)
-    sample_photos = np.stack(list(photos.as_numpy_iterator()))
+    sample_photos = inputs.square_arrays(setup.sets[0], config.image_size, config.sample_images)
     columns = cyclegan.LOSS_NAMES + (scores.SCORE_NAMES if config.fid_every else ())
     callbacks = [saver, RunCallback(run_dir, sample_photos, chief, columns)]
-    scorer = fid_callback(config, checkpoint, run_dir, *setup.sets) if config.fid_every and chief else None
+    scorer = None
+    if config.fid_every and chief:
+        fid_photos = inputs.square_arrays(setup.sets[0], data_folder.RECORD_SIZE, config.fid_images)
+        scorer = fid_callback(config, checkpoint, run_dir, fid_photos, setup.sets[1])
     if scorer:
         callbacks.insert(1, scorer)
-    if chief:
+    if chief and _tensorflow_for_tensorboard():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / run_folder.TENSORBOARD_DIR)))
     return callbacks
 
 
-def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager) -> None:
-    """Runs the epochs not yet done, finishing first the epoch a checkpoint was written in."""
+def _tensorflow_for_tensorboard() -> bool:
+    """Whether Keras' TensorBoard callback can run: it writes through TensorFlow, which under
+    JAX need not be installed, and where it is, is kept off the GPUs (JAX holds them)."""
+    if keras.backend.backend() == "tensorflow":
+        return True
+    try:
+        import tensorflow as tf
+    except ImportError:
+        print("TensorFlow is not installed: no TensorBoard logs (metrics.csv has the losses).")
+        return False
+    with contextlib.suppress(RuntimeError):  # raised once TensorFlow has started: too late
+        tf.config.set_visible_devices([], "GPU")
+    return True
+
+
+def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager, started: float) -> None:
+    """Runs the epochs not yet done, finishing first the epoch a checkpoint was written in,
+    until the time budget (counted from `started`, a time.monotonic()) is spent."""
     config, steps = setup.config, setup.steps
-    start_step = int(setup.step.numpy())
+    start_step = int(keras.ops.convert_to_numpy(setup.step))
     if start_step >= config.epochs * steps:
         print(f"{run_dir} has trained {start_step // steps} of {config.epochs} epochs already; "
               "pass --epochs N with --resume to train more.")
         return
     signals = checkpoints.StopSignals()
+    budget = config_lib.duration_seconds(config.time_budget)
+    if budget and setup.multiworker:  # each worker's clock would stop it at another step
+        raise ConfigError("--time-budget trains on one machine; with several workers, set --epochs.")
     saver = checkpoints.CheckpointCallback(
         manager, setup.step, start_step=start_step, steps_per_epoch=steps,
         every_steps=config.checkpoint_every_steps, every_epochs=config.checkpoint_every_epochs,
-        epochs=config.epochs, signals=signals)
+        epochs=config.epochs, signals=signals, deadline=started + budget if budget else None)
     callbacks = _callbacks(setup, run_dir, checkpoint, saver)
     if keras.backend.backend() == "jax":
         fit = functools.partial(steps_lib.fit_jax, setup.model)
@@ -156,12 +177,10 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager) -> None:
         fit = functools.partial(distribute.fit_multiworker, setup.model)
     else:
         fit = setup.model.fit
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
 
     def run_epochs(first_step: int, epochs: int, steps_per_epoch: int):
-        pairs = pipeline.training_dataset(config, setup.global_batch, first_step, setup.sets)
-        fit(pairs.with_options(options), epochs=epochs, initial_epoch=first_step // steps,
+        pairs = inputs.training_batches(config, setup.global_batch, first_step, setup.sets)
+        fit(pairs, epochs=epochs, initial_epoch=first_step // steps,
             steps_per_epoch=steps_per_epoch, callbacks=callbacks, shuffle=False,
             verbose=1 if sys.stdout.isatty() else 2)
 
@@ -171,10 +190,10 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager) -> None:
         if offset:  # finish the epoch the checkpoint was written in
             run_epochs(start_step, epoch + 1, steps - offset)
             epoch += 1
-        if epoch < config.epochs:
+        if epoch < config.epochs and saver.out_of_time is None:
             run_epochs(epoch * steps, config.epochs, steps)
         if signals.received is not None:  # it came after the last step
-            saver.stop_for_signal(config.epochs * steps, "the export was not written")
+            saver.stop_for_signal(saver.out_of_time or config.epochs * steps, "the export was not written")
 
 
 def build_parser() -> cli.ArgumentParser:

@@ -1,35 +1,75 @@
 """Photos to paintings, for every caller: the export, the SavedModel, the sample grids of
-training, FID scoring and the quality benchmark all paint through `translate`."""
+training, FID scoring and the quality benchmark all paint through `translate`.
+
+Written in `keras.ops`, so it runs under either backend, eagerly or traced into the SavedModel.
+"""
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
-from monet_gan import data
+# How photos are resized to the generator's size: area averaging, as `data.resize_to_uint8`
+# resizes training records, under TensorFlow; JAX has no area resize, so there an antialiased
+# bilinear (triangle) filter averages instead (`numpy_pipeline` resizes its records with Pillow's box filter).
+PHOTO_RESIZE = "area" if keras.backend.backend() == "tensorflow" else "bilinear"
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    def _resize_to(images, height, width):
+        """Bilinear; `height` and `width` may be traced tensors (the SavedModel takes any
+        size), which `keras.ops.image.resize` refuses."""
+        return tf.image.resize(images, tf.stack([height, width]), method="bilinear")
+else:
+    def _resize_to(images, height, width):
+        return ops.image.resize(images, (height, width), interpolation="bilinear")
 
 
-def translate(generator: keras.Model, images: tf.Tensor, size: int, tta: bool = False) -> tf.Tensor:
-    """uint8 [N, H, W, 3] photos -> uint8 [N, H, W, 3] paintings.
+def to_float(images):
+    """uint8 [0, 255] -> float32 [-1, 1]."""
+    return ops.cast(images, "float32") / 127.5 - 1.0
 
-    Photos are resized to the generator's `size` as training resized them
-    (`data.resize_to_uint8`), and the paintings back to H x W. With `tta` (test-time
+
+def to_uint8(images):
+    """float [-1, 1] -> uint8 [0, 255], rounded and clipped."""
+    return ops.cast(ops.clip(ops.round((images + 1.0) * 127.5), 0, 255), "uint8")
+
+
+def resize_to_uint8(images, size: int):
+    """uint8 [N, H, W, 3] -> uint8 [N, size, size, 3] by `PHOTO_RESIZE`, rounded."""
+    resized = ops.image.resize(ops.cast(images, "float32"), (size, size), interpolation=PHOTO_RESIZE,
+                               antialias=True)
+    return ops.cast(ops.round(ops.clip(resized, 0, 255)), "uint8")
+
+
+def translate(generator: keras.Model, images, size: int, tta: bool = False):
+    """uint8 [N, H, W, 3] photos -> uint8 [N, H, W, 3] paintings (a tensor of the backend).
+
+    Photos are resized to the generator's `size` as training resized them (`PHOTO_RESIZE`,
+    rounded to uint8), and the paintings back to H x W (bilinear). With `tta` (test-time
     augmentation) each painting is the mean of the photo's painting and the mirrored
     painting of its mirror image.
     """
-    height_width = tf.shape(images)[1:3]
-    x = data.to_float(data.resize_to_uint8(images, size))
+    images = ops.convert_to_tensor(images)
+    height, width = images.shape[1], images.shape[2]
+    same_size = height == size and width == size  # known only outside a traced SavedModel
+    if not same_size:
+        shape = ops.shape(images)
+        height, width = shape[1], shape[2]
+        images = resize_to_uint8(images, size)
+    x = to_float(images)
     paintings = generator(x, training=False)
     if tta:
-        mirrored = generator(tf.reverse(x, axis=[2]), training=False)
-        paintings = 0.5 * (paintings + tf.reverse(mirrored, axis=[2]))
-    paintings = tf.image.resize(paintings, height_width, method="bilinear")
-    return data.to_uint8(paintings)
+        mirrored = generator(ops.flip(x, axis=2), training=False)
+        paintings = 0.5 * (paintings + ops.flip(mirrored, axis=2))
+    if not same_size:
+        paintings = _resize_to(paintings, height, width)
+    return to_uint8(paintings)
 
 
 def sample_grid(generator: keras.Model, photos: np.ndarray, tile: int = 128) -> np.ndarray:
     """uint8 image: the photos in the top row, their paintings below, tiles >= `tile` px."""
-    paintings = translate(generator, photos, photos.shape[1])
-    rows = tf.concat([tf.concat(list(photos), axis=1), tf.concat(list(paintings), axis=1)], axis=0)
+    paintings = ops.convert_to_numpy(translate(generator, photos, photos.shape[1]))
+    rows = np.concatenate([np.concatenate(list(photos), axis=1), np.concatenate(list(paintings), axis=1)])
     scale = max(1, tile // photos.shape[1])
-    size = [rows.shape[0] * scale, rows.shape[1] * scale]
-    return tf.image.resize(rows, size, method="nearest").numpy()
+    return rows.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest-neighbour enlargement

@@ -116,7 +116,7 @@ def test_export_of_a_folder_without_photos_is_a_clear_error(run, tiny_config, tm
 
 def test_zip_entries_never_leave_the_archive_folder():
     used = set()
-    names = [artifacts._entry_name(raw, used) for raw in (b"../../etc/passwd", b"a", b"a", b"", b"..")]
+    names = [artifacts._entry_name(raw, used) for raw in ("../../etc/passwd", "a", "a", "", "..")]
     assert names == ["passwd.jpg", "a.jpg", "a-1.jpg", "image.jpg", "image-1.jpg"]
 
 

@@ -1,0 +1,86 @@
+"""What a run's data is, without TensorFlow: the competition's folder layouts, the size of its
+images, the file suffixes read, and the policy for unusable inputs (`--on-bad-record`).
+
+Shared by both inputs: `tf.data` (`data`, `image_sets`, `pipeline`) under Keras' TensorFlow
+backend, numpy and Pillow (`numpy_images`, `numpy_pipeline`) under JAX.
+"""
+
+import os
+import sys
+from collections.abc import Callable
+
+from monet_gan.config import BAD_RECORD_POLICIES
+from monet_gan.errors import DataError
+
+RECORD_SIZE = 256  # the competition's images are 256x256
+KAGGLE_DATA_DIR = "/kaggle/input/gan-getting-started"
+TFRECORD_SUFFIXES = (".tfrec", ".tfrecord", ".tfrecords")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+LAYOUTS = ("tfrec", "jpg")  # {domain}_tfrec/, {domain}_jpg/: the first one there is read
+MAX_IMAGE_BYTES = 64 * 2**20  # a bigger file is refused unread (zip bombs, stray files)
+MAX_IMAGE_PIXELS = 64 * 2**20  # an image that would decode to more is refused undecoded
+
+
+def resolve_data_dir(data_dir: str | None, isdir: Callable[[str], bool] = os.path.isdir) -> str:
+    """The folder holding `monet_tfrec/` and `photo_tfrec/` (or the `_jpg/` pair; flag --data).
+
+    None means the Kaggle input folder, which must then exist. `isdir` answers for the
+    path's file system (`tf.io.gfile.isdir` reads `gs://` too).
+    """
+    if data_dir is None:
+        if isdir(KAGGLE_DATA_DIR):
+            return KAGGLE_DATA_DIR
+        raise DataError(
+            "No data folder given and the Kaggle input folder "
+            f"{KAGGLE_DATA_DIR} does not exist: pass --data DIR, a folder holding "
+            "monet_tfrec/ and photo_tfrec/ (the competition's layout)."
+        )
+    if not isdir(data_dir):
+        raise DataError(
+            f"--data {data_dir}: no such folder. Pass a folder holding monet_tfrec/ and "
+            "photo_tfrec/, e.g. the competition download or the shipped sample `tfrecords`."
+        )
+    return data_dir
+
+
+def domain_folder(data_dir: str, domain: str, isdir: Callable[[str], bool] = os.path.isdir) -> str:
+    """`{domain}_tfrec/` or, failing that, `{domain}_jpg/` of a data folder ('monet' or 'photo')."""
+    for layout in LAYOUTS:
+        folder = os.path.join(data_dir, f"{domain}_{layout}")
+        if isdir(folder):
+            return folder
+    raise DataError(
+        f"--data {data_dir} holds neither {domain}_tfrec/ nor {domain}_jpg/: pass a folder with "
+        "monet_tfrec/ and photo_tfrec/, or monet_jpg/ and photo_jpg/ (the competition's layouts; "
+        "`python -m monet_gan.make_tfrecords` writes the first from any image folder)."
+    )
+
+
+def check_enough_paintings(monets, global_batch_size: int) -> None:
+    """A run needs one global batch of usable paintings (`monets`: an image set)."""
+    if monets.count < global_batch_size:
+        raise DataError(
+            f"{monets.source} holds {monets.count} usable paintings, fewer than one global batch "
+            f"of {global_batch_size}: lower --batch-size or add paintings."
+        )
+
+
+def check_policy(on_bad_record: str) -> None:
+    if on_bad_record not in BAD_RECORD_POLICIES:
+        raise DataError(f"--on-bad-record must be one of {', '.join(BAD_RECORD_POLICIES)}. "
+                        f"Received: {on_bad_record!r}")
+
+
+def apply_policy(problems: list[str], on_bad_record: str, usable: int, where: str, fix: str):
+    """Fails on the first problem ('fail'), or warns with their count ('skip'); no usable
+    input at all fails either way."""
+    if problems and on_bad_record == "fail":
+        more = f" ({len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        raise DataError(f"{problems[0]}{more}. {fix}; or pass --on-bad-record skip to leave "
+                        "unusable inputs out.")
+    if usable == 0:
+        first = f" ({len(problems)} unusable; the first: {problems[0]})" if problems else ""
+        raise DataError(f"Nothing usable in {where}{first}. {fix}.")
+    if problems:
+        print(f"warning: left out {len(problems)} unusable inputs (--on-bad-record skip), "
+              f"the first: {problems[0]}", file=sys.stderr)
