@@ -60,7 +60,9 @@ def domain_files(data_dir: str, domain: str) -> list[str]:
 
 
 def parse_record(serialized: tf.Tensor) -> dict:
-    return tf.io.parse_single_example(serialized, FEATURES)
+    """A record's features; a missing `image_name` or `target` reads as "" (only `image`
+    is needed, and `scan_records` checks it)."""
+    return tf.io.parse_single_example(serialized, OPTIONAL_FEATURES)
 
 
 def resize_to_uint8(images: tf.Tensor, size: int) -> tf.Tensor:

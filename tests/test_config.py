@@ -103,3 +103,16 @@ def test_resume_refuses_flags_that_would_make_another_run(tmp_path):
         train.config_from_args(args)
     args = train.build_parser().parse_args(["--resume", str(tmp_path), "--epochs", "3", "--no-export"])
     assert train.config_from_args(args) == config_lib.tiny().replace(epochs=3, export=False)
+
+
+@pytest.mark.parametrize("text, seconds", [("40m", 2400), ("1h30m", 5400), ("90s", 90), ("90", 90),
+                                           ("1.5h", 5400), ("", None)])
+def test_a_time_budget_reads_hours_minutes_and_seconds(text, seconds):
+    assert config_lib.duration_seconds(text) == seconds
+    assert config_lib.Config(time_budget=text).time_budget == text
+
+
+@pytest.mark.parametrize("text", ["40x", "m", "0", "0m", "-5m", "1m1h"])
+def test_a_time_budget_that_is_no_duration_is_refused_naming_its_flag(text):
+    with pytest.raises(ConfigError, match=r"time_budget must be a duration such as 40m.*--time-budget"):
+        config_lib.Config(time_budget=text)

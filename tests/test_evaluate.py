@@ -137,11 +137,13 @@ def test_the_port_matches_the_competition_network_on_reference_images(weights):
 
 
 def test_the_port_matches_under_jax_too(weights):
-    """Keras' JAX backend runs the same network (evaluate and FID during a JAX run use it)."""
+    """Keras' JAX backend runs the same network (evaluate and FID during a JAX run use it),
+    with TensorFlow not installed (blocked)."""
     pytest.importorskip("jax")
     if not REFERENCE.is_dir():
         pytest.skip(f"{REFERENCE} (the reference features) is not beside this checkout")
-    code = ("import sys, numpy as np, keras\n"
+    code = ("import sys\nsys.modules['tensorflow'] = None\n"
+            "import numpy as np, keras\n"
             "from monet_gan import scores\n"
             "assert keras.backend.backend() == 'jax'\n"
             "features = scores.inception_features(np.load(sys.argv[1]), progress=False)\n"
