@@ -232,6 +232,59 @@ def write_result(out: Path, result: dict) -> None:
     (out / "result.json").write_text(json.dumps(result, indent=2) + "\n")
 
 
+def step_time(args) -> None:
+    """Where a training step's time goes under JAX, on random batches: the compiled step alone
+    (waiting for each), steps dispatched back to back (the device's own rate), and the step as
+    `steps.fit_jax` takes it (its logs brought to the host every step)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import jax
+
+    from monet_gan import config as config_lib
+    from monet_gan import cyclegan, steps
+
+    config = config_lib.kaggle().replace(image_size=args.size, batch_size=args.batch,
+                                         generator_filters=args.filters, critic_filters=args.filters)
+    model = cyclegan.build_cyclegan(config, total_steps=10**6)
+    step = steps.JaxStep(model)
+    rng = np.random.default_rng(0)
+    photos, monets = (rng.uniform(-1, 1, (args.batch, args.size, args.size, 3)).astype(np.float32)
+                      for _ in range(2))
+    state = [step.state()]
+    started = time.perf_counter()
+    state[0], losses = step(state[0], photos, monets)
+    jax.block_until_ready(losses)
+    compile_seconds = time.perf_counter() - started
+
+    def waited():
+        state[0], losses = step(state[0], photos, monets)
+        jax.block_until_ready(losses)
+
+    def dispatched():
+        state[0], _ = step(state[0], photos, monets)
+
+    def as_trained():  # steps.fit_jax's take_step
+        state[0], _ = step(state[0], photos, monets)
+        return {name: float(value) for name, value in jax.device_get(step.results).items()}
+
+    timings = {}
+    for name, take in (("waited", waited), ("dispatched", dispatched), ("as_trained", as_trained)):
+        take()
+        jax.block_until_ready(state[0])
+        started = time.perf_counter()
+        for _ in range(args.steps):
+            take()
+        jax.block_until_ready(state[0])
+        timings[name] = 1000 * (time.perf_counter() - started) / args.steps
+    result = {"size": args.size, "batch": args.batch, "filters": args.filters, "steps": args.steps, "devices": str(jax.devices()),
+              "compile_seconds": round(compile_seconds, 1),
+              "ms_per_step": {k: round(v, 2) for k, v in timings.items()},
+              "peak_gpu_bytes": _peak_gpu_bytes()}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        (Path(args.out) / "step_time.json").write_text(json.dumps(result, indent=2) + "\n")
+
+
 def table(result: dict) -> str:
     lines = [f"{result['epochs_done']} epochs ({result['steps_done']} steps) in "
              f"{result['train_seconds']:.0f} s; {result['steps_per_second_after_epoch_1']} steps/s after "
@@ -272,8 +325,14 @@ def main(argv=None) -> None:
     go.add_argument("--time-budget", default="6m30s")
     go.add_argument("--seed", type=int, default=0)
     go.add_argument("--tiny", action="store_true", help="32 px, 2 epochs of 3 steps: a CPU check")
+    timing = commands.add_parser("step-time", help="there: where a step's time goes")
+    timing.add_argument("--size", type=int, default=256)
+    timing.add_argument("--batch", type=int, default=1)
+    timing.add_argument("--steps", type=int, default=200)
+    timing.add_argument("--filters", type=int, default=64, help="fewer: the host's share shows on a CPU")
+    timing.add_argument("--out")
     args = parser.parse_args(argv)
-    {"prepare": prepare, "check-half": check_half_weights, "run": run}[args.command](args)
+    {"prepare": prepare, "check-half": check_half_weights, "run": run, "step-time": step_time}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -296,6 +296,8 @@ class CheckpointCallback(keras.callbacks.Callback):
     def save(self, done: int):
         if done == self.saved_step and self.manager.latest_checkpoint:
             return
+        if hasattr(self.model, "sync_variables"):  # a CycleGAN trained under JAX: its state
+            self.model.sync_variables()
         if not all_finite(self.model.trainable_variables):
             raise TrainingStopped(f"Weights are not finite after step {done}; not saving them. "
                                   f"The newest checkpoint is {self.manager.latest_checkpoint}.",

@@ -115,6 +115,9 @@ class CycleGAN(keras.Model):
                            "photo": ImageHistory(history_size, size, "photo_history")}
                           if history_size else None)
         self.trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+        # Under JAX, `steps.fit_jax` keeps the training state outside the variables between
+        # steps, and sets this to write it back (`sync_variables`).
+        self.state_writer = None
         # Built with its networks (functional models, built), so that `fit` under a strategy
         # does not try to build it by calling it: a CycleGAN has no single call.
         self.built = True
@@ -133,6 +136,11 @@ class CycleGAN(keras.Model):
     def optimized_networks(self) -> list:
         """(optimizer, network) pairs, in the order of NETWORK_NAMES."""
         return [(getattr(self, f"{name}_optimizer"), getattr(self, name)) for name in NETWORK_NAMES]
+
+    def sync_variables(self) -> None:
+        """Makes the variables hold the training state, before anything reads or saves them."""
+        if self.state_writer is not None:
+            self.state_writer()
 
     @property
     def metrics(self):

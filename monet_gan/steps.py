@@ -91,6 +91,10 @@ class JaxStep:
                 others.append(v)
                 seen.add(id(v))
         self.others = others
+        # The loss trackers' running means are updated inside the step too: on a GPU, their
+        # eager updates cost more than half a step (bench/RESULTS.md).
+        self.trackers = list(model.trackers.items())
+        self.results = None  # the trackers' means after the last step, as device arrays
         self._compiled = jax.jit(self._step)
 
     def state(self) -> tuple:
@@ -112,9 +116,21 @@ class JaxStep:
         if distribution is not None:  # DataParallel: each device takes its slice of the batch
             photos, monets = (keras.distribution.distribute_tensor(x, distribution.get_data_layout(x.shape))
                               for x in (photos, monets))
-        return self._compiled(state, photos, monets)
+        tracked = [[v.value for v in tracker.variables] for _, tracker in self.trackers]
+        state, losses, tracked, self.results = self._compiled(state, tracked, photos, monets)
+        for (_, tracker), values in zip(self.trackers, tracked):
+            for variable, value in zip(tracker.variables, values):
+                variable.assign(value)
+        return state, losses
 
-    def _step(self, state, photos, monets):
+    def _step(self, state, tracked, photos, monets):
+        state, losses = self._train(state, photos, monets)
+        tracked = [tracker.stateless_update_state(values, losses[name])
+                   for (name, tracker), values in zip(self.trackers, tracked)]
+        results = {name: tracker.stateless_result(values) for (name, tracker), values in zip(self.trackers, tracked)}
+        return state, losses, tracked, results
+
+    def _train(self, state, photos, monets):
         weights, others, optimizer_values = state
 
         def objectives(weights):
@@ -153,8 +169,9 @@ def jax_inference(model: keras.Model):
 def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_epoch: int,
                callbacks: list, verbose: int = 2) -> None:
     """The part of `model.fit` that training uses, for loops Keras' fit does not run:
-    `take_step()` takes one step and updates the model's trackers; the callbacks get the same
-    calls and logs as under fit, and a line per epoch is printed."""
+    `take_step()` takes one step and returns the logs (the trackers' running means), or None to
+    have them read from the model's trackers; the callbacks get the same calls and logs as
+    under fit, and a line per epoch is printed."""
     callback_list = keras.callbacks.CallbackList(callbacks, model=model)
     model.stop_training = False
     callback_list.on_train_begin()
@@ -164,8 +181,7 @@ def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_e
         callback_list.on_epoch_begin(epoch)
         start, logs = time.perf_counter(), {}
         for batch in range(steps_per_epoch):
-            take_step()
-            logs = {tracker.name: float(tracker.result()) for tracker in model.metrics}
+            logs = take_step() or {tracker.name: float(tracker.result()) for tracker in model.metrics}
             callback_list.on_train_batch_end(batch, logs)
             if model.stop_training:
                 break
@@ -173,6 +189,8 @@ def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_e
             seconds = time.perf_counter() - start
             print(f"Epoch {epoch + 1}/{epochs} - {seconds:.0f}s - "
                   + " - ".join(f"{k}: {v:.4f}" for k, v in sorted(logs.items())), flush=True)
+        if hasattr(model, "sync_variables"):  # the epoch-end callbacks read the variables
+            model.sync_variables()
         callback_list.on_epoch_end(epoch, logs)
         if model.stop_training:
             break
@@ -183,19 +201,24 @@ def run_epochs(model, take_step, *, epochs: int, initial_epoch: int, steps_per_e
 def fit_jax(model, pairs, *, epochs: int, initial_epoch: int, steps_per_epoch: int, callbacks: list,
             verbose: int = 2, **unused):
     """`model.fit` under JAX: `JaxStep` over the batches of `pairs` (a tf.data or any iterable
-    of (photos, monets) arrays), with the same trackers, logs and callbacks. The model's
-    variables hold the state after every step, so callbacks (checkpoints, sample grids,
-    FID) read what they would under TensorFlow."""
+    of (photos, monets) arrays), with the same trackers, logs and callbacks. The state stays
+    in the step's arrays between steps and is written into the model's variables whenever
+    something reads them (`model.sync_variables`: at each epoch end and each checkpoint), so
+    callbacks (checkpoints, sample grids, FID) read what they would under TensorFlow. One
+    transfer per step brings the logs to the host."""
     step = JaxStep(model)
     state = [step.state()]
     batches = iter(pairs.as_numpy_iterator() if hasattr(pairs, "as_numpy_iterator") else pairs)
 
-    def take_step():
+    def take_step() -> dict:
         photos, monets = next(batches)
-        state[0], losses = step(state[0], photos, monets)
-        step.write_back(state[0])
-        for name, value in losses.items():
-            model.trackers[name].update_state(value)
+        state[0], _ = step(state[0], photos, monets)
+        return {name: float(value) for name, value in jax.device_get(step.results).items()}
 
-    run_epochs(model, take_step, epochs=epochs, initial_epoch=initial_epoch,
-               steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    model.state_writer = lambda: step.write_back(state[0])
+    try:
+        run_epochs(model, take_step, epochs=epochs, initial_epoch=initial_epoch,
+                   steps_per_epoch=steps_per_epoch, callbacks=callbacks, verbose=verbose)
+    finally:
+        model.sync_variables()
+        model.state_writer = None

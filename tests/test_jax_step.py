@@ -56,6 +56,7 @@ JAX_SIDE = textwrap.dedent("""
     step.write_back(state)
     results["techniques/history_count"] = int(model.histories["monet"].count.value)
     results["techniques/iterations"] = int(model.photo_to_monet_optimizer.iterations.value)
+    results.update({f"means/{name}": np.asarray(value) for name, value in step.results.items()})
     np.savez(sys.argv[2], **results)
 """)
 
@@ -108,6 +109,9 @@ def test_the_jax_step_takes_the_tensorflow_step(tmp_path):
     assert all(np.isfinite(v).all() for v in techniques.values())
     assert len([k for k in techniques if k.endswith("/2")]) == len(cyclegan.LOSS_NAMES)
     assert int(got["techniques/history_count"]) == 2 and int(got["techniques/iterations"]) == 3
+    for name in cyclegan.LOSS_NAMES:  # the trackers, updated inside the step: running means
+        np.testing.assert_allclose(got[f"means/{name}"],
+                                   np.mean([got[f"techniques/{name}/{i}"] for i in range(3)]), rtol=1e-6)
 
 
 TWO_DEVICES = textwrap.dedent("""
