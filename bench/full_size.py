@@ -14,29 +14,46 @@ losses), samples.png, the log, and the first 1000 paintings as zips of at most 1
 the score elsewhere with the float32 Inception network under TensorFlow).
 
 The data plan. The device tool carries at most 64 MiB per command, and a machine kept warm
-between two commands keeps the ignored folders the first one left. So
+between two commands keeps the ignored folders the first one left, unless a later command
+carries a path inside them (carrying `.device/run` once removed a `.device/stage` beside it:
+keep the two apart). So
 
-    python bench/full_size.py prepare --competition ../shared/data/gan-getting-started \\
-        --validation ../shared/data/monet_validation --photos 3500 --into .device
+    python bench/full_size.py prepare --competition ../shared/data/gan-getting-started \
+        --validation ../shared/data/monet_validation --photos 3500
 
-(here, where the data and the float32 Inception weights are) writes two folders to carry:
-  - `.device/stage` (command 1, about 59 MB): the Inception weights as float16 (43.6 MB; read
-    back as float32, see `check_half_weights`), the 447 validation paintings (15 MB), and 20
-    paintings and 40 photos for a check run (`--tiny`) on the GPU;
-  - `.device/run` (command 2, about 57 MB): the 300 training paintings (monet_jpg/, 5.4 MB) and
+(here, where the data and the float32 Inception weights are) writes two ignored folders:
+  - `.full_size_stage` (command 1, 59.5 MB): the Inception weights as float16 (43.6 MB; read
+    back as float32: the features of the 16 reference images move by at most 0.02 of 4.5, and
+    the FID of the 447 validation paintings against the 300 by 0.003), the 447 validation
+    paintings (15 MB), and 20 paintings and 40 photos for a check run (`--tiny`) on the GPU;
+  - `.full_size_run` (command 2, 54.2 MB): the 300 training paintings (monet_jpg/, 5.4 MB) and
     the first 3500 of the 7038 photos (photo_jpg/, 49 MB: each record's JPEG bytes unchanged,
     named by its image_name), as the competition's JPEG layout.
-Both commands also carry the wheels the machine lacks (keras, namex, optree: 2.9 MB). Training
-draws 7500 photos of the 3500 (each seen about twice, as a 25-epoch run on Kaggle sees 7500 of
-7038 once); the export of all 7038 photos is timed on these 3500 and the figure scaled.
-Without the stage (a machine given back between the commands) the run still trains and writes
-the paintings, and says that it did not score them.
+Both commands also carry the wheels the machine lacks (keras, namex, optree: 2.9 MB). Command 1
+runs the check run (about 170 s, most of it compiling); command 2 must follow within the 30 s
+the machine stays warm. Training draws its photos from the 3500 (a 25-epoch run sees 7500, each
+about twice; on Kaggle it sees 7500 of the 7038 about once); the export of all 7038 photos is
+timed on these 3500 and scaled. Without the stage (a machine given back between the commands)
+the run still trains and writes the paintings, says that it did not score them, and returns
+1000 of them to score here:
+    python -m monet_gan.evaluate PAINTINGS ../shared/data/monet_validation \
+        --memorization ../shared/data/gan-getting-started/monet_jpg
+
+The two commands, as run on 2026-12-04 (the device tool's `run`, from the repository root;
+`--time-budget` leaves room for the export and scoring inside the 10 minutes):
+    1. carry .whl .full_size_stage:
+       python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl; \
+       export PYTHONPATH=/tmp/site MONET_GAN_CACHE=.full_size_stage/cache KERAS_BACKEND=jax; \
+       python3 bench/full_size.py run --tiny --data .full_size_stage/tiny \
+           --validation .full_size_stage/tiny/monet_jpg --out $OUT/tiny
+    2. carry .whl .full_size_run: the same set-up, then
+       python3 bench/full_size.py run --data .full_size_run \
+           --validation .full_size_stage/validation --out $OUT/full --time-budget 5m
 
 `--tiny` runs every part at 32 px in seconds, on the CPU, as the check before a GPU run.
 """
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -48,6 +65,7 @@ from pathlib import Path
 import numpy as np
 
 INCEPTION_FILE = "inception-2015-12-05.npz"
+STAGE, RUN = ".full_size_stage", ".full_size_run"  # the two folders to carry
 RETURNED_PAINTINGS = 1000
 ZIP_PART_BYTES = 15 * 2**20  # files come back from the device at 16 MB at most
 
@@ -57,8 +75,7 @@ ZIP_PART_BYTES = 15 * 2**20  # files come back from the device at 16 MB at most
 def prepare(args) -> None:
     from monet_gan import inception, numpy_images
 
-    into = Path(args.into)
-    stage, run = into / "stage", into / "run"
+    stage, run = Path(args.into) / STAGE, Path(args.into) / RUN
     for folder in (stage, run):
         shutil.rmtree(folder, ignore_errors=True)
     (stage / "cache").mkdir(parents=True)
@@ -96,7 +113,7 @@ def check_half_weights(args) -> None:
     sets = [ImageSet(str(Path(args.reference) / "images")), ImageSet(args.validation), ImageSet(args.paintings)]
     full = [scores.image_set_features(images) for images in sets]
     inception._MODEL = None
-    inception.CACHE_DIR = Path(args.into) / "stage" / "cache"
+    inception.CACHE_DIR = Path(args.into) / STAGE / "cache"
     half = [scores.image_set_features(images) for images in sets]
     print(f"float16 weights: features differ by at most {np.abs(half[0] - full[0]).max():.2e} "
           f"(scale {np.abs(full[0]).max():.2f}) on the {len(full[0])} reference images")
@@ -175,12 +192,14 @@ def run(args) -> None:
     epoch_seconds = [float(r[header.index("seconds")]) for r in rows]
     steps_per_epoch = config.steps_per_epoch or ImageSet(str(Path(args.data) / "monet_jpg")).count // config.batch_size
     steps_done = max(int(p.name.split("-")[1].split(".")[0]) for p in (run_dir / "checkpoints").glob("ckpt-*"))
+    whole = len(rows) if steps_done == len(rows) * steps_per_epoch else len(rows) - 1  # the last may be cut short
     result = {
         "config": json.loads(config.to_json()), "epochs_done": len(rows), "steps_done": steps_done,
         "train_seconds": round(train_seconds, 1), "epoch_seconds": epoch_seconds,
-        # after the first epoch, which compiles the step (each epoch includes its FID scoring, if any)
-        "steps_per_second_after_epoch_1": (round(steps_per_epoch * (len(rows) - 1) / sum(epoch_seconds[1:]), 2)
-                                           if len(rows) > 1 else None),
+        # the whole epochs after the first, which compiles the step (each epoch's seconds hold
+        # its checkpoint, sample grid and FID scoring)
+        "steps_per_second_after_epoch_1": (round(steps_per_epoch * (whole - 1) / sum(epoch_seconds[1:whole]), 2)
+                                           if whole > 1 else None),
     }
 
     write_result(out, result)
@@ -311,12 +330,12 @@ def main(argv=None) -> None:
     ready.add_argument("--competition", required=True)
     ready.add_argument("--validation", required=True)
     ready.add_argument("--photos", type=int, default=3500)
-    ready.add_argument("--into", default=".device")
+    ready.add_argument("--into", default=".", help="where to write the two folders (default: here)")
     half = commands.add_parser("check-half", help="here: float16 against float32 Inception weights")
     half.add_argument("--reference", required=True, help="a folder with images/ (../shared/fid_reference)")
     half.add_argument("--validation", required=True)
     half.add_argument("--paintings", required=True, help="another set, scored against --validation")
-    half.add_argument("--into", default=".device")
+    half.add_argument("--into", default=".")
     go = commands.add_parser("run", help="there: train, export, score")
     go.add_argument("--data", required=True, help="a folder with monet_jpg/ and photo_jpg/")
     go.add_argument("--validation", required=True)

@@ -9,11 +9,11 @@ import sys
 import zipfile
 from pathlib import Path
 
+import full_size
 import numpy as np
 import pytest
 import tensorflow as tf
 
-import full_size
 from monet_gan import inception
 
 pytest.importorskip("jax", reason="jax[cpu] is in the test extra: pip install -e '.[test]'")
@@ -91,7 +91,7 @@ def test_prepare_writes_half_weights_the_paintings_and_a_subset_of_the_photos(tm
     np.savez(tmp_path / "cache" / inception.CONVERTED, architecture=np.array("{}"), conv=weights)
     full_size.main(["prepare", "--competition", str(competition), "--validation", str(validation),
                     "--photos", "4", "--into", str(tmp_path / "carry")])
-    stage, run = tmp_path / "carry" / "stage", tmp_path / "carry" / "run"
+    stage, run = tmp_path / "carry" / full_size.STAGE, tmp_path / "carry" / full_size.RUN
     with np.load(stage / "cache" / inception.CONVERTED) as half:
         assert half["conv"].dtype == np.float16 and np.abs(half["conv"] - weights).max() < 1e-3
         assert str(half["architecture"]) == "{}"

@@ -25,8 +25,7 @@ import numpy as np
 from PIL import Image
 
 from monet_gan import data_folder
-from monet_gan.data_folder import (IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RECORD_SIZE,
-                                   TFRECORD_SUFFIXES)
+from monet_gan.data_folder import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RECORD_SIZE, TFRECORD_SUFFIXES
 from monet_gan.errors import DataError
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow decodes without the GIL

@@ -16,8 +16,8 @@ from pathlib import Path
 import keras
 
 from monet_gan import artifacts, checkpoints, cli, cyclegan, data_folder, distribute, inputs, run_folder, scores
-from monet_gan import steps as steps_lib
 from monet_gan import config as config_lib
+from monet_gan import steps as steps_lib
 from monet_gan.callbacks import RunCallback, fid_callback
 from monet_gan.config import Config
 from monet_gan.errors import ConfigError, RunError
