@@ -13,7 +13,8 @@ from conftest import random_images, write_records
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from monet_gan import data
+from monet_gan import data, numpy_images
+from monet_gan.config import BAD_RECORD_POLICIES
 from monet_gan.errors import DataError
 from monet_gan.image_sets import ImageSet
 
@@ -87,11 +88,17 @@ def test_record_images_of_any_bytes(tmp_path, image):
 def test_tfrecord_files_of_any_bytes(tmp_path, content):
     path = tmp_path / "f.tfrec"
     path.write_bytes(content)
-    for policy in data.BAD_RECORD_POLICIES:
+    for policy in BAD_RECORD_POLICIES:
         records = read_or_refuse(lambda: data.scan_records([str(path)], policy), path)
         if records is not None:
             images = list(data.read_images(records).as_numpy_iterator())
             assert len(images) == records.count and all(i.shape == (256, 256, 3) for i in images)
+        # The reader without TensorFlow (JAX) accepts and refuses the same records.
+        ours = read_or_refuse(lambda: numpy_images.ImageSet(str(path), policy), path)
+        assert (ours is None) == (records is None)
+        if ours is not None:
+            assert ours.count == records.count
+            assert all(i.shape == (256, 256, 3) for i in ours.arrays())
 
 
 @SETTINGS
@@ -106,6 +113,10 @@ def test_image_files_of_any_bytes(tmp_path, content):
         np.testing.assert_array_equal(image, tf.io.decode_image(content, channels=3).numpy())
     skipped = read_or_refuse(lambda: ImageSet(str(path), "skip"), path)
     assert (skipped is None) == (image_set is None)
+    ours = read_or_refuse(lambda: numpy_images.ImageSet(str(path)), path)  # Pillow's decoders
+    if ours is not None:
+        [image] = list(ours.arrays())
+        assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
 
 
 @SETTINGS
