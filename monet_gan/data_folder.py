@@ -7,6 +7,7 @@ backend, numpy and Pillow (`numpy_images`, `numpy_pipeline`) under JAX.
 
 import os
 import sys
+import zipfile
 from collections.abc import Callable
 
 from monet_gan.config import BAD_RECORD_POLICIES
@@ -19,6 +20,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 LAYOUTS = ("tfrec", "jpg")  # {domain}_tfrec/, {domain}_jpg/: the first one there is read
 MAX_IMAGE_BYTES = 64 * 2**20  # a bigger file is refused unread (zip bombs, stray files)
 MAX_IMAGE_PIXELS = 64 * 2**20  # an image that would decode to more is refused undecoded
+MAX_ZIP_ENTRIES = 100_000  # a zip with more entries is refused unread
 
 
 def resolve_data_dir(data_dir: str | None, isdir: Callable[[str], bool] = os.path.isdir) -> str:
@@ -84,3 +86,45 @@ def apply_policy(problems: list[str], on_bad_record: str, usable: int, where: st
     if problems:
         print(f"warning: left out {len(problems)} unusable inputs (--on-bad-record skip), "
               f"the first: {problems[0]}", file=sys.stderr)
+
+
+def _unsafe_entry(name: str) -> bool:
+    """A zip entry name that points outside the archive's own folder."""
+    parts = name.replace("\\", "/").split("/")
+    return name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts
+
+
+def zip_members(source: str) -> tuple[list[str], list[str]]:
+    """The image entries of a zip that may be read, sorted, and a problem line for each entry
+    that may not. Reads no entry: it judges them by their names and declared sizes (none over
+    MAX_IMAGE_BYTES, none whose name leads out of the archive: they are never written anywhere,
+    but such a zip was not made by this tool or for the competition)."""
+    try:
+        with zipfile.ZipFile(source) as archive:
+            entries = [e for e in archive.infolist() if not e.is_dir()]
+    except (zipfile.BadZipFile, OSError, ValueError) as error:
+        raise DataError(f"{source} is not a readable zip ({error}). Pass a zip of JPEG/PNG "
+                        "images, or a folder of them.") from None
+    if len(entries) > MAX_ZIP_ENTRIES:
+        raise DataError(f"{source} holds {len(entries)} entries, more than {MAX_ZIP_ENTRIES}; not read.")
+    problems, members = [], []
+    for entry in entries:
+        label = f"{source}: entry {entry.filename!r}"
+        if _unsafe_entry(entry.filename):
+            problems.append(f"{label} has a path leading out of the archive")
+        elif not entry.filename.lower().endswith(IMAGE_SUFFIXES):
+            problems.append(f"{label} is not a .jpg, .jpeg or .png file")
+        elif entry.file_size > MAX_IMAGE_BYTES:
+            problems.append(f"{label} expands to {entry.file_size} bytes, more than {MAX_IMAGE_BYTES}")
+        else:
+            members.append(entry.filename)
+    return sorted(members), problems
+
+
+def read_members(source: str, names: list[str]):
+    """The bytes of the named entries of a zip, in order, never more than MAX_IMAGE_BYTES + 1
+    of each, whatever its header claims."""
+    with zipfile.ZipFile(source) as archive:
+        for name in names:
+            with archive.open(name) as member:
+                yield member.read(MAX_IMAGE_BYTES + 1)

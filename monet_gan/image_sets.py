@@ -11,7 +11,6 @@ no file or zip entry over `MAX_IMAGE_BYTES` is read.
 
 import hashlib
 import os
-import zipfile
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -20,8 +19,6 @@ import tensorflow as tf
 from monet_gan import data, data_folder
 from monet_gan.data_folder import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TFRECORD_SUFFIXES
 from monet_gan.errors import DataError
-
-MAX_ZIP_ENTRIES = 100_000  # a zip with more entries is refused unread
 
 # What a file holds, from its first bytes (for a file whose name does not say).
 _MAGIC = {b"PK\x03\x04": "zip", b"\xff\xd8": "images", b"\x89PNG": "images"}
@@ -84,12 +81,6 @@ def scan_image_files(paths: list[str], on_bad_record: str = "fail") -> list[str]
     data_folder.apply_policy(problems + more, on_bad_record, len(good), os.path.dirname(paths[0]) or ".",
                       "Remove or replace those files")
     return good
-
-
-def _unsafe_entry(name: str) -> bool:
-    """A zip entry name that points outside the archive's own folder."""
-    parts = name.replace("\\", "/").split("/")
-    return name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts
 
 
 def _stem(path: str) -> str:
@@ -163,41 +154,16 @@ class ImageSet:
             self._open_zip(self.files[0], on_bad_record)
 
     def _open_zip(self, source: str, on_bad_record: str):
-        """Reads no entry bigger than MAX_IMAGE_BYTES (nor more than it declares), and none
-        whose name leads out of the archive (they are never written anywhere, but such a zip
-        was not made by this tool or for the competition)."""
-        try:
-            with zipfile.ZipFile(source) as archive:
-                entries = [e for e in archive.infolist() if not e.is_dir()]
-        except (zipfile.BadZipFile, OSError, ValueError) as error:
-            raise DataError(f"{source} is not a readable zip ({error}). Pass a zip of JPEG/PNG "
-                            "images, or a folder of them.") from None
-        if len(entries) > MAX_ZIP_ENTRIES:
-            raise DataError(f"{source} holds {len(entries)} entries, more than {MAX_ZIP_ENTRIES}; not read.")
-        problems, members = [], []
-        for entry in entries:
-            label = f"{source}: entry {entry.filename!r}"
-            if _unsafe_entry(entry.filename):
-                problems.append(f"{label} has a path leading out of the archive")
-            elif not entry.filename.lower().endswith(IMAGE_SUFFIXES):
-                problems.append(f"{label} is not a .jpg, .jpeg or .png file")
-            elif entry.file_size > MAX_IMAGE_BYTES:
-                problems.append(f"{label} expands to {entry.file_size} bytes, more than {MAX_IMAGE_BYTES}")
-            else:
-                members.append(entry.filename)
-        self.members = sorted(members)
-        usable, more = check_encoded_images(self._encoded_members(), self.members)
-        self.members = [m for m, ok in zip(self.members, usable) if ok]
+        members, problems = data_folder.zip_members(source)
+        usable, more = check_encoded_images(self._encoded_members(members), members)
+        self.members = [m for m, ok in zip(members, usable) if ok]
         data_folder.apply_policy(problems + more, on_bad_record, len(self.members), source,
-                          "Remove those entries from the zip")
+                                 "Remove those entries from the zip")
         self.count, self.skipped = len(self.members), len(problems + more)
 
-    def _encoded_members(self) -> tf.data.Dataset:
+    def _encoded_members(self, names: list[str] | None = None) -> tf.data.Dataset:
         def members():
-            with zipfile.ZipFile(self.files[0]) as archive:
-                for name in self.members:
-                    with archive.open(name) as member:  # never more than the cap, whatever
-                        yield member.read(MAX_IMAGE_BYTES + 1)  # the header claims
+            yield from data_folder.read_members(self.files[0], self.members if names is None else names)
 
         return tf.data.Dataset.from_generator(members, output_signature=tf.TensorSpec([], tf.string))
 

@@ -1,11 +1,11 @@
-"""Image sets without TensorFlow, for Keras' JAX backend: a folder, a glob or one file, of
-TFRecords or JPEG/PNG images, checked and decoded with Pillow.
+"""Image sets without TensorFlow, for Keras' JAX backend: a folder, a glob, a zip or one file,
+of TFRecords or JPEG/PNG images, checked and decoded with Pillow.
 
 This `ImageSet` is what `image_sets.ImageSet` is under TensorFlow (`inputs` chooses between
 them): every image is checked once when the set is made (unusable ones fail, naming them, or
 are left out with `on_bad_record` "skip"), nothing is decoded before its header says it fits
-`MAX_IMAGE_PIXELS`, and the images come with the same names and content hash. Zips of images
-are read by TensorFlow's reader only.
+`MAX_IMAGE_PIXELS`, and the images come with the same names and content hash. A zip's entries
+are judged by `data_folder.zip_members`, as TensorFlow's reader judges them.
 
 TFRecords are read here without TensorFlow. A record is a little-endian uint64 length, the
 masked CRC-32C of those 8 bytes, the data (a serialized `tf.train.Example`) and the data's masked
@@ -176,11 +176,17 @@ def _image_problem(path: str) -> str | None:
     if os.path.getsize(path) > MAX_IMAGE_BYTES:
         return f"{path}: larger than {MAX_IMAGE_BYTES} bytes"
     with open(path, "rb") as f:
-        try:
-            decode(f.read())
-        except ValueError:
+        if not _readable(f.read()):
             return f"{path}: not a readable JPEG or PNG image (or over {MAX_IMAGE_PIXELS} pixels)"
     return None
+
+
+def _readable(encoded: bytes) -> bool:
+    try:
+        decode(encoded)
+    except ValueError:
+        return False
+    return True
 
 
 def _stem(path: str) -> str:
@@ -196,26 +202,40 @@ def _files(source: str, label: str) -> tuple[list[str], str]:
     else:
         files = [f for f in sorted(glob.glob(source)) if not os.path.isdir(f)]
     if not files:
-        raise DataError(f"{label}: found no TFRecords or JPEG/PNG images there. Pass a folder or "
-                        "glob of TFRecords or images.")
-    if any(f.lower().endswith(".zip") for f in files):
-        raise DataError(f"{label}: zips are read where TensorFlow is installed; unzip it, or pass "
-                        "the folder of images.")
-    kinds = {"images" if f.lower().endswith(IMAGE_SUFFIXES) or _starts_like_image(f) else "tfrecord"
-             for f in files}
+        raise DataError(f"{label}: found no zip, TFRecords or JPEG/PNG images there. Pass a folder "
+                        "or glob of TFRecords or images, or a zip of images.")
+    kinds = {_kind(f) for f in files}
     if len(kinds) > 1:
-        raise DataError(f"{label} holds JPEG/PNG images and TFRecords: pass a folder or glob of one kind.")
-    return files, kinds.pop()
+        found = " and ".join(_KIND_NAMES[k] for k in sorted(kinds))
+        raise DataError(f"{label} holds {found}: pass a folder or glob of one kind.")
+    [kind] = kinds
+    if kind == "zip" and len(files) > 1:
+        raise DataError(f"{label} matches {len(files)} zips: pass one zip at a time.")
+    return files, kind
 
 
-def _starts_like_image(path: str) -> bool:
+_KIND_NAMES = {"tfrecord": "TFRecords", "images": "JPEG/PNG images", "zip": "a zip"}
+
+
+def _kind(path: str) -> str:
+    """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
+    lower = path.lower()
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return "tfrecord"
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "images"
+    if lower.endswith(".zip"):
+        return "zip"
     with open(path, "rb") as f:
-        return f.read(4).startswith((b"\xff\xd8", b"\x89PNG"))
+        head = f.read(4)
+    if head.startswith(b"PK\x03\x04"):
+        return "zip"
+    return "images" if head.startswith((b"\xff\xd8", b"\x89PNG")) else "tfrecord"
 
 
 class ImageSet:
-    """The usable images of a folder, glob or file of TFRecords or JPEG/PNG images, with
-    their names (the records' `image_name`, the files' names without suffix).
+    """The usable images of a folder, glob, zip or file of TFRecords or JPEG/PNG images, with
+    their names (the records' `image_name`, the files' and entries' names without suffix).
 
     Every image is checked when the set is made; `on_bad_record` says whether an unusable
     one fails (naming it) or is left out (`skipped` counts them). `flag` names the flag that
@@ -231,6 +251,8 @@ class ImageSet:
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
             if self.kind == "tfrecord":
                 self._check_records(pool, on_bad_record)
+            elif self.kind == "zip":
+                self._check_zip(pool, on_bad_record)
             else:
                 found = len(self.files)
                 found_problems = list(pool.map(_image_problem, self.files))
@@ -265,6 +287,18 @@ class ImageSet:
                                  "which converts and resizes, or remove the file")
         self.count, self.skipped = len(self.jpegs), len(problems)
 
+    def _check_zip(self, pool, on_bad_record: str):
+        source = self.files[0]
+        members, problems = data_folder.zip_members(source)
+        readable = list(pool.map(_readable, data_folder.read_members(source, members)))
+        problems += [f"{source}: entry {m!r}: not a readable JPEG or PNG image (or over {MAX_IMAGE_PIXELS} "
+                     "pixels)" for m, ok in zip(members, readable) if not ok]
+        self.members = [m for m, ok in zip(members, readable) if ok]
+        self.names = [_stem(m) for m in self.members]
+        data_folder.apply_policy(problems, on_bad_record, len(self.members), source,
+                                 "Remove those entries from the zip")
+        self.count, self.skipped = len(self.members), len(problems)
+
     def content_hash(self) -> str:
         """sha256 of the bytes of the set's files (all of them, as a cache key), as
         `image_sets.ImageSet` computes it."""
@@ -275,11 +309,16 @@ class ImageSet:
                     digest.update(chunk)
         return digest.hexdigest()
 
-    def _encoded(self, index: int) -> bytes:
+    def _encoded(self, indices: range) -> list[bytes]:
         if self.kind == "tfrecord":
-            return self.jpegs[index]
-        with open(self.files[index], "rb") as f:
-            return f.read()
+            return [self.jpegs[i] for i in indices]
+        if self.kind == "zip":
+            return list(data_folder.read_members(self.files[0], [self.members[i] for i in indices]))
+        encoded = []
+        for i in indices:
+            with open(self.files[i], "rb") as f:
+                encoded.append(f.read())
+        return encoded
 
     def arrays(self, with_names: bool = False):
         """The usable images, uint8 [H, W, 3] arrays, in order (with `with_names`, (image,
@@ -287,5 +326,5 @@ class ImageSet:
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
             for start in range(0, self.count, CHUNK):
                 indices = range(start, min(start + CHUNK, self.count))
-                for index, image in zip(indices, pool.map(lambda i: decode(self._encoded(i)), indices)):
+                for index, image in zip(indices, pool.map(decode, self._encoded(indices))):
                     yield (image, self.names[index]) if with_names else image
