@@ -1,17 +1,22 @@
 """Painting quality of training variants, side by side, at equal compute.
 
-    python bench/quality.py [--size 64] [--width 32] [--steps 600] [--stages 1] [--seeds 0,1]
-                            [--photos 300] [--variants tutorial,augment,...] [--jobs 1]
+    python bench/quality.py [--size 64] [--width 32] [--steps 600 | --time-budget 40m] [--stages 1]
+                            [--seeds 0,1] [--photos 1000] [--validation DIR|none] [--export-size 256]
+                            [--variants tutorial,augment,...] [--jobs 1]
                             [--results DIR] [--score-only] [--no-score] [--final-only]
                             [--time-only] [--out bench/QUALITY.md]
 
-Each variant trains from scratch for the same number of steps on the competition data beside
-the checkout (../shared/data/gan-getting-started, or --data) with 60 of the 300 Monet
-paintings held out (every fifth by name). After --steps/--stages, 2 x --steps/--stages, ...
-steps (the run's own checkpoints) the first --photos photos are translated at the training
-size and kept as JPEGs, then scored with monet_gan.evaluate (FID and MiFID) against the 60
-held-out paintings, which no variant trained on; so are the photos themselves, resized and
-encoded the same way (the `identity` row: a variant that does not beat it has not learned the
+Each variant trains from scratch for the same number of steps (or, with --time-budget, the same
+wall time) on the competition data beside the checkout (../shared/data/gan-getting-started, or
+--data), on all 300 Monet paintings, and is scored against --validation, Monet paintings it never
+saw (../shared/data/monet_validation: 447; never train on them, copy them or ship them). With
+`--validation none`, 60 of the 300 are held out instead (every fifth by name), as the tables of
+bench/QUALITY.md before 2026-12-04 were made. After --steps/--stages, 2 x --steps/--stages, ...
+steps (the run's own checkpoints) the first --photos photos are translated (at the training
+size, and back to --export-size, 256 by default with --validation: what users submit) and kept
+as JPEGs, then scored with monet_gan.evaluate (FID, KID; the memorization distance and MiFID
+against the training paintings) against the validation paintings; so are the photos
+themselves, resized and encoded the same way (the `identity` row: a variant that does not beat it has not learned the
 style yet, ../shared/QUALITY_NOTES.md). KID is shown beside FID: unbiased, where FID with
 60 real paintings is biased up. Each run is a process of its own, --jobs of
 them at a time. Also timed: seconds per training step of each variant, in its own process
@@ -46,7 +51,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 DATA = HERE.parent.parent / "shared" / "data" / "gan-getting-started"
-HELD_OUT_EVERY = 5  # every fifth Monet painting by name: 60 of 300
+VALIDATION = HERE.parent.parent / "shared" / "data" / "monet_validation"
+HELD_OUT_EVERY = 5  # every fifth Monet painting by name: 60 of 300 (with --validation none)
 
 VARIANTS = {
     "tutorial": {"augment": False},
@@ -115,12 +121,12 @@ def seconds_per_step(config, model) -> float:
 
 
 def scored_photos(args) -> list:
-    """The first --photos photos, in batches, resized to the training size as training and
-    translation.translate resize them."""
+    """The first --photos photos, in batches, at --export-size (resized as training and
+    translation.translate resize them); translation takes them to the training size and back."""
     from monet_gan import data
 
     photos = data.scan_records(data.domain_files(str(args.data), "photo"))
-    return [data.resize_to_uint8(batch, args.size)
+    return [data.resize_to_uint8(batch, args.export_size)
             for batch in data.read_images(photos).take(args.photos).batch(32)]
 
 
@@ -151,10 +157,13 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
 
     from monet_gan import checkpoints, run_folder, train
 
-    config = variant_config(
-        args, changes, epochs=args.stages, steps_per_epoch=args.steps // args.stages,
-        checkpoints_to_keep=args.stages, data_dir=str(train_dir), export=False, fid_every=0,
-        seed=seed, sample_images=2)
+    if args.time_budget:  # epochs of the 300 paintings until the budget is spent; the last step scored
+        length = dict(epochs=10_000, time_budget=args.time_budget, checkpoints_to_keep=1)
+    else:
+        length = dict(epochs=args.stages, steps_per_epoch=args.steps // args.stages,
+                      checkpoints_to_keep=args.stages)
+    config = variant_config(args, changes, **length, data_dir=str(train_dir), export=False, fid_every=0,
+                            seed=seed, sample_images=2)
     run_dir = workdir / run_name(name, seed)
     start = time.perf_counter()
     model = train.train(config, run_dir)
@@ -167,10 +176,13 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     for step in checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR):
         path = run_dir / run_folder.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
         tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
+        stage = 0 if args.time_budget else step  # 0: where the time budget ended, run by run
         for export_name, tta in exports.items():
-            write_paintings(results / f"{run_name(export_name, seed)}-step{step}.zip",
+            write_paintings(results / f"{run_name(export_name, seed)}-step{stage}.zip",
                             generator, photos, args.size, tta)
-    timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds}
+    steps_done = max(checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR))
+    timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds,
+              "steps_done": steps_done}
     for export_name in exports:
         (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
             {"variant": export_name, "seed": seed, **timing,
@@ -183,6 +195,7 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
     command = [sys.executable, __file__, "--data", str(args.data), "--size", str(args.size),
                "--width", str(args.width), "--steps", str(args.steps), "--stages", str(args.stages),
                "--photos", str(args.photos), "--variants", ",".join(args.variant_names),
+               "--export-size", str(args.export_size), "--time-budget", args.time_budget or "",
                "--run", json.dumps(spec)]
     threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
@@ -194,16 +207,28 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
     print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
-def score_results(results: Path, held_out: Path, final_only: bool = False) -> list[dict]:
+def real_features(held_out: Path, memorization: Path | None) -> tuple:
+    """Features of the paintings scored against, and of those the memorization distance is
+    measured against (None: the same)."""
+    from monet_gan import scores
+    from monet_gan.image_sets import ImageSet
+
+    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
+    return real, scores.image_set_features(ImageSet(str(memorization)), cache=True) if memorization else None
+
+
+def score_results(results: Path, held_out: Path, final_only: bool = False,
+                  memorization: Path | None = None) -> list[dict]:
     """One row per variant, seed and stage (the last stage only with `final_only`): FID and
-    MiFID of its paintings against `held_out`. Features are kept beside each zip (Inception
-    takes about a minute per 300 images on 2 cores)."""
+    KID of its paintings against `held_out`, the memorization distance and MiFID against
+    `memorization` (default: `held_out`). Features are kept beside each zip (Inception takes
+    about a minute per 300 images on 2 cores)."""
     import numpy as np
 
     from monet_gan import scores
     from monet_gan.image_sets import ImageSet
 
-    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
+    real, trained_on = real_features(held_out, memorization)
     rows = []
     for timing_file in sorted(results.glob("*.json")):
         timing = json.loads(timing_file.read_text())
@@ -214,11 +239,11 @@ def score_results(results: Path, held_out: Path, final_only: bool = False) -> li
             if not features_file.exists():
                 np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
             generated = np.load(features_file)
-            rows.append({**timing, "step": step, **scores.score(generated, real)})
+            rows.append({**timing, "step": step, **scores.score(generated, real, trained_on)})
     return rows
 
 
-def score_identity(args, results: Path, held_out: Path) -> dict:
+def score_identity(args, results: Path, held_out: Path, memorization: Path | None = None) -> dict:
     """The identity row (../shared/QUALITY_NOTES.md): the scored photos themselves, through the
     same resizing and JPEG encoding as the paintings, against the same held-out paintings. A
     variant that does not beat it has not learned the style yet."""
@@ -233,8 +258,8 @@ def score_identity(args, results: Path, held_out: Path) -> dict:
     features_file = paintings.with_suffix(".features.npy")
     if not features_file.exists():
         np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
-    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
-    return {"variant": "identity", **scores.score(np.load(features_file), real)}
+    real, trained_on = real_features(held_out, memorization)
+    return {"variant": "identity", **scores.score(np.load(features_file), real, trained_on)}
 
 
 def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
@@ -254,8 +279,11 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
     means = {name: mean(runs, "fid") for name, runs in by_variant.items()}
     spreads = seed_spreads(rows)
     gains = {"tutorial": 0.0, **gains_vs_tutorial(rows)}
-    lines = ["| variant | changes | seeds | " + " | ".join(f"FID at {s}" for s in steps)
-             + f" | FID per seed at {final} | spread | MiFID at {final} | KID at {final} | vs tutorial | s/step |",
+    def at(step):  # step 0: each run's last step, where its time budget ended
+        return f"at {step}" if step else "at the time budget"
+
+    lines = ["| variant | changes | seeds | " + " | ".join(f"FID {at(s)}" for s in steps)
+             + f" | FID per seed {at(final)} | spread | MiFID {at(final)} | KID {at(final)} | vs tutorial | s/step |",
              "| --- " * (len(steps) + 9) + "|"]
     for name, runs in sorted(by_variant.items(), key=lambda item: means[item[0]]):
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
@@ -269,7 +297,7 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
     if identity:
         tutorial = means.get("tutorial", float("nan"))
-        lines.append(f"| identity | the photos themselves | - | "
+        lines.append("| identity | the photos themselves | - | "
                      + " | ".join(f"{identity['fid']:.2f}" for _ in steps)
                      + f" | - | - | {identity['mifid']:.2f} | {identity['kid']:.4f} | "
                      f"{identity['fid'] - tutorial:+.2f} | - |")
@@ -350,7 +378,13 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=600, help="training steps of every variant")
     parser.add_argument("--stages", type=int, default=1, help="also score after each 1/N of the steps")
     parser.add_argument("--seeds", default="0,1", help="every variant runs with each seed")
-    parser.add_argument("--photos", type=int, default=300, help="photos translated and scored")
+    parser.add_argument("--photos", type=int, default=1000, help="photos translated and scored")
+    parser.add_argument("--validation", default=str(VALIDATION),
+                        help="paintings to score against, never trained on (default: "
+                             "../shared/data/monet_validation); none: hold 60 of the 300 out")
+    parser.add_argument("--export-size", type=int,
+                        help="paintings scored at this size (default: 256 with --validation, else --size)")
+    parser.add_argument("--time-budget", help="train each run for this wall time (e.g. 40m) instead of --steps")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
     parser.add_argument("--repeat", help="variants run with every seed (default: all); the tutorial always is")
     parser.add_argument("--best", action="store_true",
@@ -366,6 +400,9 @@ def main() -> int:
     parser.add_argument("--run", help=argparse.SUPPRESS)
     args = parser.parse_args()
     args.variant_names = [n for n in args.variants.split(",") if n]
+    args.validation = None if args.validation in ("none", "") else Path(args.validation)
+    args.export_size = args.export_size or (256 if args.validation else args.size)
+    args.time_budget = args.time_budget or None
     if args.run:
         spec = json.loads(args.run)
         run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
@@ -387,6 +424,13 @@ def main() -> int:
     if args.score_only and not (args.results and args.results.is_dir()):
         print("error: --score-only needs --results DIR from an earlier run.", file=sys.stderr)
         return 2
+    if args.validation and not args.validation.is_dir():
+        print(f"error: --validation {args.validation}: no such folder; pass the validation paintings, "
+              "or --validation none to hold 60 of the 300 out.", file=sys.stderr)
+        return 2
+    if args.time_budget and args.stages != 1:
+        print("error: --time-budget scores each run's last step only; drop --stages.", file=sys.stderr)
+        return 2
     if args.steps % args.stages:
         print(f"error: --steps {args.steps} is not a multiple of --stages {args.stages}.", file=sys.stderr)
         return 2
@@ -398,17 +442,20 @@ def main() -> int:
         workdir = Path(workdir)
         results = args.results or workdir / "results"
         results.mkdir(parents=True, exist_ok=True)
-        train_dir, held_out = split_monet_records(args.data, workdir)
+        if args.validation:  # all 300 paintings trained on; memorization measured against them
+            train_dir, held_out, memorization = args.data, args.validation, args.data / "monet_tfrec"
+        else:
+            (train_dir, held_out), memorization = split_monet_records(args.data, workdir), None
         if not args.score_only:
             train_all(runs, args, train_dir, results, workdir)
         if args.no_score:
             return 0
-        rows = score_results(results, held_out, args.final_only)
+        rows = score_results(results, held_out, args.final_only, memorization)
         if not rows:
             print(f"error: {results} holds no finished runs (<variant>-seed<N>.json) to score.",
                   file=sys.stderr)
             return 2
-        identity = score_identity(args, results, held_out)
+        identity = score_identity(args, results, held_out, memorization)
         text, means = table(rows, identity)
         spreads = seed_spreads(rows)
         gains = gains_vs_tutorial(rows)
@@ -419,12 +466,15 @@ def main() -> int:
                                  if (k, v) != ("augment", False)}
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
-            rows = score_results(results, held_out, args.final_only)
+            rows = score_results(results, held_out, args.final_only, memorization)
             text, means = table(rows, identity)
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
-    report = (f"`{command}`\n\n{args.steps} steps at {args.size} px, width {args.width}, per variant; "
-              f"FID/MiFID of {args.photos} translated photos against the 60 held-out paintings. "
+    against = (f"the {len(list(args.validation.iterdir()))} validation paintings ({args.validation.name})"
+               if args.validation else "the 60 held-out paintings")
+    length = args.time_budget if args.time_budget else f"{args.steps} steps"
+    report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
+              f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "
               f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "
               f"Beat the tutorial by more than its spread and their own: {', '.join(winners) or 'none'}. "
               f"The photos themselves (identity row): FID {identity['fid']:.2f}; mean FID below it: "

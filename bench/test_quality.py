@@ -55,3 +55,10 @@ def test_only_gains_larger_than_both_seed_spreads_count(spreads, expected):
     gains = {"lsgan": -11.5, "history": -3.0, "best": -22.0, "resnet": 8.0}
     spreads = {**spreads, "resnet": 0.0}  # and `best` has one seed
     assert quality.beat_the_tutorial(gains, spreads) == expected
+
+
+def test_runs_with_a_time_budget_are_compared_where_their_budgets_ended():
+    rows = [row("tutorial", 0, 100.0, step=0), row("tutorial", 1, 104.0, step=0), row("lsgan", 0, 90.0, step=0)]
+    text, means = quality.table(rows)
+    assert means == {"tutorial": 102.0, "lsgan": 90.0}
+    assert "| FID at the time budget | FID per seed at the time budget |" in text.splitlines()[0]
