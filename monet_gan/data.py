@@ -2,8 +2,9 @@
 
 Every record holds `image_name`, `image` (a 256x256 RGB JPEG) and `target` ("monet" or
 "photo"). A data folder holds `monet_tfrec/` and `photo_tfrec/`, as the competition does
-(`pipeline` also takes its `monet_jpg/` and `photo_jpg/`). Also here: the one
-resize-and-round chain every image at another size goes through, and the [-1, 1] scaling.
+(`pipeline` also takes its `monet_jpg/` and `photo_jpg/`). Also here: the resize-and-round
+chain of the `tf.data` input (`translation.resize_to_uint8` is the same under TensorFlow, in
+`keras.ops`), and the [-1, 1] scaling.
 """
 
 import dataclasses
@@ -67,8 +68,8 @@ def parse_record(serialized: tf.Tensor) -> dict:
 
 def resize_to_uint8(images: tf.Tensor, size: int) -> tf.Tensor:
     """uint8 (or float [0, 255]) [..., H, W, 3] -> uint8 [..., size, size, 3]: area-averaged
-    (antialiased) and rounded. Every image at another size goes through this one chain:
-    records for training, photos for the export, images made into records."""
+    (antialiased) and rounded: records for training and images made into records (the export
+    and the SavedModel resize through `translation.resize_to_uint8`, the same ops)."""
     resized = tf.image.resize(images, [size, size], method="area", antialias=True)
     return tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8)
 
