@@ -5,6 +5,8 @@ Shared by both inputs: `tf.data` (`data`, `image_sets`, `pipeline`) under Keras'
 backend, numpy and Pillow (`numpy_images`, `numpy_pipeline`) under JAX.
 """
 
+import dataclasses
+import glob
 import os
 import sys
 import zipfile
@@ -128,3 +130,53 @@ def read_members(source: str, names: list[str]):
         for name in names:
             with archive.open(name) as member:
                 yield member.read(MAX_IMAGE_BYTES + 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class FileSystem:
+    """How to list and open files: the local one, or TensorFlow's `tf.io.gfile` (`gs://` too)."""
+
+    isdir: Callable = os.path.isdir
+    listdir: Callable = os.listdir
+    glob: Callable = glob.glob
+    open: Callable = open
+
+
+_MAGIC = {b"PK\x03\x04": "zip", b"\xff\xd8": "images", b"\x89PNG": "images"}
+_KIND_NAMES = {"tfrecord": "TFRecords", "images": "JPEG/PNG images", "zip": "a zip"}
+
+
+def file_kind(path: str, fs: FileSystem = FileSystem()) -> str:
+    """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
+    lower = path.lower()
+    if lower.endswith(TFRECORD_SUFFIXES):
+        return "tfrecord"
+    if lower.endswith(IMAGE_SUFFIXES):
+        return "images"
+    if lower.endswith(".zip"):
+        return "zip"
+    with fs.open(path, "rb") as f:
+        head = f.read(4)
+    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "tfrecord")
+
+
+def files_and_kind(source: str, label: str, fs: FileSystem = FileSystem()) -> tuple[list[str], str]:
+    """The files `source` names (a folder: its TFRecords or images; a glob; one file) and
+    what they hold (`file_kind`); one kind only, and one zip at most. `label` names the
+    source in errors."""
+    if fs.isdir(source):
+        names = sorted(n for n in fs.listdir(source) if not n.startswith("."))
+        files = [os.path.join(source, n) for n in names if n.lower().endswith(TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
+    else:
+        files = [f for f in sorted(fs.glob(source)) if not fs.isdir(f)]
+    if not files:
+        raise DataError(f"{label}: found no zip, TFRecords or JPEG/PNG images there. Pass a "
+                        "folder or glob of TFRecords or images, or a zip of images.")
+    kinds = {file_kind(f, fs) for f in files}
+    if len(kinds) > 1:
+        found = " and ".join(_KIND_NAMES[k] for k in sorted(kinds))
+        raise DataError(f"{label} holds {found}: pass a folder or glob of one kind.")
+    [kind] = kinds
+    if kind == "zip" and len(files) > 1:
+        raise DataError(f"{label} matches {len(files)} zips: pass one zip at a time.")
+    return files, kind

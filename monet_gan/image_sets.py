@@ -17,12 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from monet_gan import data, data_folder
-from monet_gan.data_folder import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, TFRECORD_SUFFIXES
-from monet_gan.errors import DataError
-
-# What a file holds, from its first bytes (for a file whose name does not say).
-_MAGIC = {b"PK\x03\x04": "zip", b"\xff\xd8": "images", b"\x89PNG": "images"}
-_KIND_NAMES = {"tfrecord": "TFRecords", "images": "JPEG/PNG images", "zip": "a zip"}
+from monet_gan.data_folder import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 
 
 def decode_any_image(encoded: tf.Tensor) -> tf.Tensor:
@@ -88,40 +83,8 @@ def _stem(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/")).stem
 
 
-def _kind(path: str) -> str:
-    """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
-    lower = path.lower()
-    if lower.endswith(TFRECORD_SUFFIXES):
-        return "tfrecord"
-    if lower.endswith(IMAGE_SUFFIXES):
-        return "images"
-    if lower.endswith(".zip"):
-        return "zip"
-    with tf.io.gfile.GFile(path, "rb") as f:
-        head = f.read(4)
-    return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "tfrecord")
-
-
-def _files_and_kind(source: str, label: str) -> tuple[list[str], str]:
-    """The files `source` names (a folder: its TFRecords or images; a glob; one file) and
-    what they hold; one kind only."""
-    if tf.io.gfile.isdir(source):
-        names = sorted(n for n in tf.io.gfile.listdir(source) if not n.startswith("."))
-        files = [os.path.join(source, n) for n in names
-                 if n.lower().endswith(TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
-    else:
-        files = [f for f in sorted(tf.io.gfile.glob(source)) if not tf.io.gfile.isdir(f)]
-    if not files:
-        raise DataError(f"{label}: found no zip, TFRecords or JPEG/PNG images there. Pass a "
-                        "folder or glob of TFRecords or images, or a zip of images.")
-    kinds = {_kind(f) for f in files}
-    if len(kinds) > 1:
-        found = " and ".join(_KIND_NAMES[k] for k in sorted(kinds))
-        raise DataError(f"{label} holds {found}: pass a folder or glob of one kind.")
-    [kind] = kinds
-    if kind == "zip" and len(files) > 1:
-        raise DataError(f"{label} matches {len(files)} zips: pass one zip at a time.")
-    return files, kind
+# TensorFlow's file system: local paths and gs:// alike.
+GFILE = data_folder.FileSystem(tf.io.gfile.isdir, tf.io.gfile.listdir, tf.io.gfile.glob, tf.io.gfile.GFile)
 
 
 class ImageSet:
@@ -142,7 +105,7 @@ class ImageSet:
             return
         self.source = str(source)
         label = f"{flag} {source}" if flag else str(source)
-        self.files, self.kind = _files_and_kind(self.source, label)
+        self.files, self.kind = data_folder.files_and_kind(self.source, label, GFILE)
         if self.kind == "tfrecord":
             self.records = data.scan_records(self.files, on_bad_record)
             self.count, self.skipped = self.records.count, len(self.records.problems)

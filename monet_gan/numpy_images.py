@@ -13,7 +13,6 @@ CRC-32C (tensorflow/core/lib/io/record_writer.cc); the Example's protobuf fields
 their numbers (tensorflow/core/example/example.proto, feature.proto).
 """
 
-import glob
 import hashlib
 import io
 import os
@@ -25,8 +24,7 @@ import numpy as np
 from PIL import Image
 
 from monet_gan import data_folder
-from monet_gan.data_folder import IMAGE_SUFFIXES, MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RECORD_SIZE, TFRECORD_SUFFIXES
-from monet_gan.errors import DataError
+from monet_gan.data_folder import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS, RECORD_SIZE
 
 DECODE_THREADS = min(8, os.cpu_count() or 1)  # Pillow decodes without the GIL
 CHUNK = 64  # images decoded at a time by `ImageSet.arrays`
@@ -193,46 +191,6 @@ def _stem(path: str) -> str:
     return PurePosixPath(path.replace("\\", "/")).stem
 
 
-def _files(source: str, label: str) -> tuple[list[str], str]:
-    """The files `source` names (a folder: its TFRecords or images; a glob; one file) and
-    what they hold ('tfrecord' or 'images'), one kind only."""
-    if os.path.isdir(source):
-        names = sorted(n for n in os.listdir(source) if not n.startswith("."))
-        files = [os.path.join(source, n) for n in names if n.lower().endswith(TFRECORD_SUFFIXES + IMAGE_SUFFIXES)]
-    else:
-        files = [f for f in sorted(glob.glob(source)) if not os.path.isdir(f)]
-    if not files:
-        raise DataError(f"{label}: found no zip, TFRecords or JPEG/PNG images there. Pass a folder "
-                        "or glob of TFRecords or images, or a zip of images.")
-    kinds = {_kind(f) for f in files}
-    if len(kinds) > 1:
-        found = " and ".join(_KIND_NAMES[k] for k in sorted(kinds))
-        raise DataError(f"{label} holds {found}: pass a folder or glob of one kind.")
-    [kind] = kinds
-    if kind == "zip" and len(files) > 1:
-        raise DataError(f"{label} matches {len(files)} zips: pass one zip at a time.")
-    return files, kind
-
-
-_KIND_NAMES = {"tfrecord": "TFRecords", "images": "JPEG/PNG images", "zip": "a zip"}
-
-
-def _kind(path: str) -> str:
-    """'tfrecord', 'images' or 'zip': by the file's suffix, else by its first bytes."""
-    lower = path.lower()
-    if lower.endswith(TFRECORD_SUFFIXES):
-        return "tfrecord"
-    if lower.endswith(IMAGE_SUFFIXES):
-        return "images"
-    if lower.endswith(".zip"):
-        return "zip"
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if head.startswith(b"PK\x03\x04"):
-        return "zip"
-    return "images" if head.startswith((b"\xff\xd8", b"\x89PNG")) else "tfrecord"
-
-
 class ImageSet:
     """The usable images of a folder, glob, zip or file of TFRecords or JPEG/PNG images, with
     their names (the records' `image_name`, the files' and entries' names without suffix).
@@ -247,7 +205,7 @@ class ImageSet:
         data_folder.check_policy(on_bad_record)
         self.source = str(source)
         label = f"{flag} {source}" if flag else self.source
-        self.files, self.kind = _files(self.source, label)
+        self.files, self.kind = data_folder.files_and_kind(self.source, label)
         with ThreadPoolExecutor(DECODE_THREADS) as pool:
             if self.kind == "tfrecord":
                 self._check_records(pool, on_bad_record)
