@@ -29,7 +29,8 @@ def encode_png(image: np.ndarray) -> bytes:
 
 class RunCallback(keras.callbacks.Callback):
     """After each epoch, on the chief: a sample grid PNG and a row of its seconds and mean
-    losses (and scores, when computed) in metrics.csv (the mean over the steps this process took in that epoch)."""
+    losses (and scores, when computed) in metrics.csv (the means over the steps this process
+    took in that epoch)."""
 
     def __init__(self, run_dir: Path, sample_photos: np.ndarray, chief: bool, columns=LOSS_NAMES):
         super().__init__()
