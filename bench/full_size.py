@@ -170,7 +170,7 @@ def _return_paintings(zip_path: Path, out: Path) -> list[str]:
 def run(args) -> None:
     os.environ.setdefault("KERAS_BACKEND", "jax")
     started = time.perf_counter()
-    from monet_gan import artifacts, inception, run_folder, scores, train
+    from monet_gan import artifacts, checkpoints, inception, run_folder, scores, train
     from monet_gan.errors import WeightsError
     from monet_gan.inputs import ImageSet
 
@@ -191,7 +191,7 @@ def run(args) -> None:
     header, *rows = [line.split(",") for line in metrics.splitlines()]
     epoch_seconds = [float(r[header.index("seconds")]) for r in rows]
     steps_per_epoch = config.steps_per_epoch or ImageSet(str(Path(args.data) / "monet_jpg")).count // config.batch_size
-    steps_done = max(int(p.name.split("-")[1].split(".")[0]) for p in (run_dir / "checkpoints").glob("ckpt-*"))
+    steps_done = checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR)[-1]
     whole = len(rows) if steps_done == len(rows) * steps_per_epoch else len(rows) - 1  # the last may be cut short
     result = {
         "config": json.loads(config.to_json()), "epochs_done": len(rows), "steps_done": steps_done,

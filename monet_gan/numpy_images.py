@@ -153,21 +153,23 @@ def decode(encoded: bytes) -> np.ndarray:
         raise ValueError(str(error)) from None
 
 
-def _record_problem(serialized: bytes) -> str | None:
-    """Why a record cannot be used (as `data.scan_records` words it), or None."""
+def _record_features(serialized: bytes) -> tuple[dict, str | None]:
+    """A record's bytes features, and why it cannot be used (as `data.scan_records` words it)
+    or None."""
     try:
-        jpeg = example_bytes(serialized).get("image", b"")
+        features = example_bytes(serialized)
     except ValueError:
-        return "is not a tf.train.Example, or its JPEG is corrupt"
+        return {}, "is not a tf.train.Example, or its JPEG is corrupt"
+    jpeg = features.get("image", b"")
     if not jpeg:
-        return "has no `image` feature (the competition's records hold image_name, image and target)"
+        return features, "has no `image` feature (the competition's records hold image_name, image and target)"
     if not jpeg.startswith(b"\xff\xd8\xff"):
-        return "its `image` is not a JPEG"
+        return features, "its `image` is not a JPEG"
     try:
         shape = decode(jpeg).shape
     except ValueError:
-        return "is not a tf.train.Example, or its JPEG is corrupt"
-    return None if shape == (RECORD_SIZE, RECORD_SIZE, 3) else "its image is not 256x256 RGB"
+        return features, "is not a tf.train.Example, or its JPEG is corrupt"
+    return features, None if shape == (RECORD_SIZE, RECORD_SIZE, 3) else "its image is not 256x256 RGB"
 
 
 def _image_problem(path: str) -> str | None:
@@ -233,11 +235,11 @@ class ImageSet:
                 problems.append(f"{path}: holds no records")
             records += [(path, index, record) for index, record in enumerate(found)]
         self.jpegs, self.names = [], []
-        for (path, index, record), problem in zip(records, pool.map(_record_problem, [r[2] for r in records])):
+        checked = pool.map(_record_features, [record for _, _, record in records])
+        for (path, index, _), (features, problem) in zip(records, checked):
             if problem:
                 problems.append(f"{path} record {index}: {problem}")
             else:
-                features = example_bytes(record)
                 self.jpegs.append(features["image"])
                 self.names.append(features.get("image_name", b"").decode("utf-8", "replace"))
         data_folder.apply_policy(problems, on_bad_record, len(self.jpegs), ", ".join(self.files),
