@@ -59,8 +59,8 @@ def read_records(path: str) -> tuple[list[bytes], str | None]:
     records = []
     with open(path, "rb") as f:
         while header := f.read(12):
-            if len(header) < 12:
-                return records, "the file ends inside a record's header"
+            if len(header) < 12:  # as TensorFlow's reader: a stub shorter than a header ends the file
+                return records, None
             length, length_crc = struct.unpack("<QI", header)
             if masked_crc32c(header[:8]) != length_crc:
                 return records, "a record's length fails its checksum (Is this even a TFRecord file?)"

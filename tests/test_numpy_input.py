@@ -154,3 +154,16 @@ def test_augmentation_flips_and_jitters_within_the_image():
     mirrored = {enlarged_mirror[t:t + 32, l:l + 32].tobytes() for t in range(4) for l in range(4)}
     kinds = ["plain" if o.tobytes() in crops else "mirrored" if o.tobytes() in mirrored else "?" for o in outcomes]
     assert "?" not in kinds and 10 < kinds.count("mirrored") < 30
+
+
+@pytest.mark.parametrize("extra, usable", [(5, True), (11, True), (12, False)])
+def test_bytes_after_the_last_record_are_judged_as_tensorflow_judges_them(tmp_path, extra, usable):
+    """Fewer bytes than a record's header end the file; a whole header of zeros is damage."""
+    path = write_records(tmp_path / "a.tfrec", random_images(2, seed=12))
+    path.write_bytes(path.read_bytes() + b"\0" * extra)
+    for reader in (numpy_images.ImageSet, image_sets.ImageSet):
+        if usable:
+            assert reader(str(path)).count == 2
+        else:
+            with pytest.raises(DataError, match="a.tfrec record 2: cannot be read"):
+                reader(str(path))
