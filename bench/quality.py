@@ -66,9 +66,30 @@ VARIANTS = {
     "tta": {"augment": False, "export_tta": True},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
+    "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
+    "resize": {"augment": False, "upsample": "resize"},
+    # The laptop preset of 2026-12-04 with resize-convolutions in the U-Net (its stripes, bench/QUALITY.md)
+    "laptop_resize": {"image_size": 128, "generator_filters": 32, "critic_filters": 32, "adversarial_loss": "lsgan",
+                      "upsample": "resize"},
 }
 # Variants that change only the export: scored from another variant's runs, not trained.
 EXPORT_ONLY = {"tta": "tutorial"}
+
+
+def preset_changes(name: str) -> dict:
+    """The fields the preset `name` trains with where the `kaggle` preset differs, less how long
+    it trains (this benchmark sets that for every variant alike)."""
+    from monet_gan import config as config_lib
+
+    kaggle, preset = config_lib.kaggle(), config_lib.preset(name)
+    length = {"epochs", "time_budget", "fid_every", "data_dir"}
+    return {key: value for key, value in vars(preset).items()
+            if key not in length and value != getattr(kaggle, key)}
+
+
+def variant_changes(name: str) -> dict:
+    """What the variant `name` changes in the kaggle recipe at the benchmark's size and width."""
+    return preset_changes(name) if VARIANTS[name] is None else VARIANTS[name]
 
 
 def split_monet_records(data_dir: Path, workdir: Path) -> tuple[Path, Path]:
@@ -99,8 +120,8 @@ def variant_config(args, changes: dict, **fields):
     """The kaggle preset at the benchmark's size and width, with a variant's changes."""
     from monet_gan import config as config_lib
 
-    return config_lib.kaggle().replace(image_size=args.size, generator_filters=args.width,
-                                       critic_filters=args.width, **fields, **changes)
+    return config_lib.kaggle().replace(**{"image_size": args.size, "generator_filters": args.width,
+                                          "critic_filters": args.width, **fields, **changes})
 
 
 def seconds_per_step(config, model) -> float:
@@ -159,6 +180,8 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
 
     if args.time_budget:  # epochs of the 300 paintings until the budget is spent; the last step scored
         length = dict(epochs=10_000, time_budget=args.time_budget, checkpoints_to_keep=1)
+    elif args.epochs:  # whole epochs of the 300 paintings, as a time-budget run takes them; the last scored
+        length = dict(epochs=args.epochs, checkpoints_to_keep=1)
     else:
         length = dict(epochs=args.stages, steps_per_epoch=args.steps // args.stages,
                       checkpoints_to_keep=args.stages)
@@ -176,7 +199,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     for step in checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR):
         path = run_dir / run_folder.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
         tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
-        stage = 0 if args.time_budget else step  # 0: where the time budget ended, run by run
+        stage = 0 if args.time_budget or args.epochs else step  # 0: the run's end (budget or epochs)
         for export_name, tta in exports.items():
             write_paintings(results / f"{run_name(export_name, seed)}-step{stage}.zip",
                             generator, photos, args.size, tta)
@@ -186,16 +209,17 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     for export_name in exports:
         (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
             {"variant": export_name, "seed": seed, **timing,
-             "changes": changes if export_name == name else VARIANTS[export_name]}))
+             "changes": changes if export_name == name else variant_changes(export_name)}))
 
 
 def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir) -> None:
-    spec = {"name": name, "changes": VARIANTS.get(name) or args.best_changes, "seed": seed,
+    spec = {"name": name, "changes": variant_changes(name) if name in VARIANTS else args.best_changes, "seed": seed,
             "train_dir": str(train_dir), "results": str(results), "workdir": str(workdir)}
     command = [sys.executable, __file__, "--data", str(args.data), "--size", str(args.size),
                "--width", str(args.width), "--steps", str(args.steps), "--stages", str(args.stages),
                "--photos", str(args.photos), "--variants", ",".join(args.variant_names),
                "--export-size", str(args.export_size), "--time-budget", args.time_budget or "",
+               "--epochs", str(args.epochs),
                "--run", json.dumps(spec)]
     threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
@@ -279,8 +303,8 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
     means = {name: mean(runs, "fid") for name, runs in by_variant.items()}
     spreads = seed_spreads(rows)
     gains = {"tutorial": 0.0, **gains_vs_tutorial(rows)}
-    def at(step):  # step 0: each run's last step, where its time budget ended
-        return f"at {step}" if step else "at the time budget"
+    def at(step):  # step 0: each run's last step, where its time budget or epochs ended
+        return f"at {step}" if step else "at the end"
 
     lines = ["| variant | changes | seeds | " + " | ".join(f"FID {at(s)}" for s in steps)
              + f" | FID per seed {at(final)} | spread | MiFID {at(final)} | KID {at(final)} | vs tutorial | s/step |",
@@ -345,17 +369,20 @@ def time_variants(args) -> str:
     for name in dict.fromkeys(["tutorial", *args.variant_names]):
         if name in EXPORT_ONLY:
             continue
-        config = variant_config(args, VARIANTS[name], data_dir=str(config_lib.SAMPLE_DATA_DIR))
+        config = variant_config(args, variant_changes(name), data_dir=str(config_lib.SAMPLE_DATA_DIR))
         times[name] = seconds_per_step(config, cyclegan.build_cyclegan(config, total_steps=args.steps))
         lines.append(f"| {name} | {times[name]:.3f} | {times[name] / times['tutorial']:.2f}x |")
         print(lines[-1], flush=True)
     return "\n".join(lines)
 
 
-def plan_runs(names: list[str], seeds: list[int], repeat: set[str]) -> list[tuple[str, int]]:
-    """(variant, seed) of every training run: the tutorial with every seed, the others with
-    the first seed and, if in `repeat`, every seed; export-only variants are not trained."""
-    return [(name, seed) for seed in seeds for name in dict.fromkeys(["tutorial", *names])
+def plan_runs(names: list[str], seeds: list[int], repeat: set[str],
+              with_tutorial: bool = True) -> list[tuple[str, int]]:
+    """(variant, seed) of every training run: the tutorial with every seed (unless not
+    `with_tutorial`), the others with the first seed and, if in `repeat`, every seed;
+    export-only variants are not trained."""
+    first = ["tutorial"] if with_tutorial else []
+    return [(name, seed) for seed in seeds for name in dict.fromkeys([*first, *names])
             if name not in EXPORT_ONLY and (seed == seeds[0] or name == "tutorial" or name in repeat)]
 
 
@@ -385,6 +412,10 @@ def main() -> int:
     parser.add_argument("--export-size", type=int,
                         help="paintings scored at this size (default: 256 with --validation, else --size)")
     parser.add_argument("--time-budget", help="train each run for this wall time (e.g. 40m) instead of --steps")
+    parser.add_argument("--epochs", type=int, default=0,
+                        help="train each run this many epochs of the 300 paintings instead of --steps")
+    parser.add_argument("--without-tutorial", action="store_true",
+                        help="train no tutorial runs (unless named in --variants): compared with another table's")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
     parser.add_argument("--repeat", help="variants run with every seed (default: all); the tutorial always is")
     parser.add_argument("--best", action="store_true",
@@ -428,8 +459,12 @@ def main() -> int:
         print(f"error: --validation {args.validation}: no such folder; pass the validation paintings, "
               "or --validation none to hold 60 of the 300 out.", file=sys.stderr)
         return 2
-    if args.time_budget and args.stages != 1:
-        print("error: --time-budget scores each run's last step only; drop --stages.", file=sys.stderr)
+    if (args.time_budget or args.epochs) and args.stages != 1:
+        print("error: --time-budget and --epochs score each run's last step only; drop --stages.",
+              file=sys.stderr)
+        return 2
+    if args.time_budget and args.epochs:
+        print("error: give --time-budget or --epochs, not both.", file=sys.stderr)
         return 2
     if args.steps % args.stages:
         print(f"error: --steps {args.steps} is not a multiple of --stages {args.stages}.", file=sys.stderr)
@@ -437,7 +472,7 @@ def main() -> int:
 
     seeds = [int(s) for s in args.seeds.split(",")]
     repeat = set(args.repeat.split(",")) if args.repeat else set(args.variant_names)
-    runs = plan_runs(args.variant_names, seeds, repeat)
+    runs = plan_runs(args.variant_names, seeds, repeat, with_tutorial=not args.without_tutorial)
     with tempfile.TemporaryDirectory(prefix="monet_quality_") as workdir:
         workdir = Path(workdir)
         results = args.results or workdir / "results"
@@ -462,7 +497,7 @@ def main() -> int:
         winners = beat_the_tutorial(gains, spreads)
         if args.best and not args.score_only:
             chosen = winners or [min(gains, key=gains.get)]
-            args.best_changes = {k: v for n in chosen for k, v in VARIANTS[n].items()
+            args.best_changes = {k: v for n in chosen for k, v in variant_changes(n).items()
                                  if (k, v) != ("augment", False)}
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
@@ -472,7 +507,7 @@ def main() -> int:
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     against = (f"the {len(list(args.validation.iterdir()))} validation paintings ({args.validation.name})"
                if args.validation else "the 60 held-out paintings")
-    length = args.time_budget if args.time_budget else f"{args.steps} steps"
+    length = args.time_budget or (f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps")
     report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "
               f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "

@@ -21,9 +21,10 @@ from monet_gan.errors import ConfigError
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "tfrecords"
 
 # The values a field may take, where they are a list.
-PRESETS = ("kaggle", "sample", "tiny")
+PRESETS = ("kaggle", "laptop", "sample", "tiny")
 BAD_RECORD_POLICIES = ("fail", "skip")
 GENERATORS = ("unet", "resnet")
+UPSAMPLINGS = ("transpose", "resize")
 ADVERSARIAL_LOSSES = ("bce", "lsgan")
 DIFFAUGMENT_PARTS = ("color", "translation", "cutout")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -72,6 +73,10 @@ class Config:
     dropout: float = setting(0.5, "dropout rate of the U-Net's first three up blocks", minimum=0.0, below=1.0)
     generator: str = setting(
         "unet", "unet (the tutorial's) or resnet (the CycleGAN paper's, 9 blocks at 256 px)", choices=GENERATORS)
+    upsample: str = setting(
+        "transpose", "how the U-Net doubles resolution: transpose (a 4x4 transposed conv, the tutorial's) or "
+        "resize (nearest-neighbour upsampling, then a 3x3 conv: no checkerboard; Odena et al. 2016)",
+        choices=UPSAMPLINGS)
 
     # --- optimisation ---
     batch_size: int = setting(1, "per replica; the global batch is this times the replica count", minimum=1)
@@ -239,6 +244,15 @@ def kaggle() -> Config:
     return Config(fid_every=5)
 
 
+def laptop() -> Config:
+    """The best paintings from 40 minutes of a 2-core CPU without an accelerator (bench/QUALITY.md,
+    "Laptop budget"): 128 px and half the tutorial's width, so about three times as many steps
+    as the tutorial's networks take in that time, with LSGAN; training stops when the time budget
+    is spent and the paintings are exported at 256 px. `--time-budget` sets another budget."""
+    return Config(image_size=128, generator_filters=32, critic_filters=32, adversarial_loss="lsgan",
+                  epochs=1000, time_budget="40m")
+
+
 def sample() -> Config:
     """A few minutes on a 2-core laptop, on the sample shipped in `tfrecords/`."""
     return Config(
@@ -270,7 +284,7 @@ def tiny() -> Config:
 
 def preset(name: str) -> Config:
     """The preset called `name` (flag --preset)."""
-    presets = {"kaggle": kaggle, "sample": sample, "tiny": tiny}
+    presets = {"kaggle": kaggle, "laptop": laptop, "sample": sample, "tiny": tiny}
     if name not in presets:
         raise ConfigError(f"--preset must be one of {', '.join(PRESETS)}. Received: {name!r}")
     return presets[name]()

@@ -64,12 +64,21 @@ def _down_block(x, filters: int, normalize: bool, name: str, conv=keras.layers.C
     return keras.layers.LeakyReLU(negative_slope=0.3, name=f"{name}_act")(x)
 
 
-def _up_block(x, filters: int, dropout: float, name: str, conv_transpose=keras.layers.Conv2DTranspose):
-    """Doubles the resolution: 4x4 transposed conv -> instance norm -> [dropout] -> ReLU."""
-    x = conv_transpose(
-        filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
-        use_bias=False, name=f"{name}_conv",
-    )(x)
+def _upsample(x, filters: int, name: str, conv_transpose, conv=None, use_bias: bool = False):
+    """Doubles the resolution: a 4x4 transposed conv, or (given `conv`) nearest-neighbour
+    upsampling and a 3x3 conv, which cannot make checkerboard patterns (Odena et al. 2016)."""
+    if conv is None:
+        return conv_transpose(filters, 4, strides=2, padding="same", kernel_initializer=_conv_init(),
+                              use_bias=use_bias, name=f"{name}_conv")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_upsample")(x)
+    return conv(filters, 3, padding="same", kernel_initializer=_conv_init(), use_bias=use_bias,
+                name=f"{name}_conv")(x)
+
+
+def _up_block(x, filters: int, dropout: float, name: str, conv_transpose=keras.layers.Conv2DTranspose,
+              conv=None):
+    """Doubles the resolution (`_upsample`) -> instance norm -> [dropout] -> ReLU."""
+    x = _upsample(x, filters, name, conv_transpose, conv)
     x = _instance_norm(f"{name}_norm")(x)
     if dropout:
         x = keras.layers.Dropout(dropout, name=f"{name}_dropout")(x)
@@ -81,14 +90,16 @@ def generator_depth(image_size: int) -> int:
     return int(math.log2(image_size))
 
 
-def build_generator(config: Config, name: str = "generator") -> keras.Model:
-    """The generator `config.generator` names: the tutorial's U-Net or the paper's ResNet."""
+def build_generator(config: Config, name: str = "generator", any_size: bool = False) -> keras.Model:
+    """The generator `config.generator` names: the tutorial's U-Net or the paper's ResNet.
+    With `any_size`, it takes images of any side that is a multiple of `config.image_size`
+    (the same weights: both are fully convolutional), as `monet_gan.paint` paints tiles."""
     if config.generator == "resnet":
-        return build_resnet_generator(config, name)
-    return build_unet_generator(config, name)
+        return build_resnet_generator(config, name, any_size)
+    return build_unet_generator(config, name, any_size)
 
 
-def build_unet_generator(config: Config, name: str = "generator") -> keras.Model:
+def build_unet_generator(config: Config, name: str = "generator", any_size: bool = False) -> keras.Model:
     """U-Net generator mapping [-1, 1] images of `config.image_size` to the same shape.
 
     Down blocks halve the resolution to 1x1 with filters F, 2F, 4F, 8F, 8F, ...; up
@@ -100,7 +111,7 @@ def build_unet_generator(config: Config, name: str = "generator") -> keras.Model
     down_filters = [width * min(2**i, 8) for i in range(generator_depth(size))]
     conv, conv_transpose = conv_layers(config)
 
-    photos = keras.Input((size, size, 3), name="images")
+    photos = keras.Input((None, None, 3) if any_size else (size, size, 3), name="images")
     x = photos
     skips = []
     for i, filters in enumerate(down_filters):
@@ -108,14 +119,13 @@ def build_unet_generator(config: Config, name: str = "generator") -> keras.Model
         skips.append(x)
 
     # Up blocks mirror the down blocks, skipping the 1x1 bottleneck itself.
+    resize_conv = conv if config.upsample == "resize" else None
     for i, (filters, skip) in enumerate(zip(reversed(down_filters[:-1]), reversed(skips[:-1]))):
         x = _up_block(x, filters, config.dropout if i < 3 else 0.0, name=f"up{i}",
-                      conv_transpose=conv_transpose)
+                      conv_transpose=conv_transpose, conv=resize_conv)
         x = keras.layers.Concatenate(name=f"skip{i}")([x, skip])
 
-    x = conv_transpose(
-        3, 4, strides=2, padding="same", kernel_initializer=_conv_init(), name="to_rgb_conv"
-    )(x)
+    x = _upsample(x, 3, "to_rgb", conv_transpose, resize_conv, use_bias=True)
     # The final tanh runs in float32 so outputs stay in [-1, 1] under mixed precision.
     paintings = keras.layers.Activation("tanh", dtype="float32", name="to_rgb")(x)
     return keras.Model(photos, paintings, name=name)
@@ -157,11 +167,11 @@ def resnet_blocks(image_size: int) -> int:
     return 9 if image_size >= 256 else 6
 
 
-def build_resnet_generator(config: Config, name: str = "generator") -> keras.Model:
+def build_resnet_generator(config: Config, name: str = "generator", any_size: bool = False) -> keras.Model:
     """The CycleGAN paper's generator (Johnson et al.): c7s1-F, d2F, d4F, R4F x 9 (6 below
     256 px), u2F, uF, c7s1-3 with reflection padding, instance norm and a tanh."""
     size, width = config.image_size, config.generator_filters
-    photos = keras.Input((size, size, 3), name="images")
+    photos = keras.Input((None, None, 3) if any_size else (size, size, 3), name="images")
     x = _conv_norm_relu(photos, width, 7, "in")
     x = _conv_norm_relu(x, width * 2, 3, "down0", strides=2)
     x = _conv_norm_relu(x, width * 4, 3, "down1", strides=2)

@@ -42,3 +42,31 @@ def test_width_is_configurable():
     narrow = networks.build_generator(config_lib.tiny().replace(generator_filters=4))
     wide = networks.build_generator(config_lib.tiny().replace(generator_filters=8))
     assert 3.5 < wide.count_params() / narrow.count_params() < 4.1  # params grow ~ width^2
+
+
+def test_resize_upsampling_replaces_each_transposed_conv_with_an_upsampling_and_a_3x3_conv():
+    config = config_lib.tiny().replace(image_size=64, generator_filters=4)
+    transposed = networks.build_generator(config)
+    resized = networks.build_generator(config.replace(upsample="resize"))
+    ups = [layer for layer in resized.layers if isinstance(layer, keras.layers.UpSampling2D)]
+    assert len(ups) == networks.generator_depth(64)  # every up block and the RGB layer
+    assert not [layer for layer in resized.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    # Each 4x4 kernel became a 3x3 one: 9/16 of the up blocks' weights (the RGB layer's 3 biases aside).
+    transposed_weights, resized_weights = (
+        sum(layer.count_params() for layer in model.layers
+            if layer.name.startswith(("up", "to_rgb")) and layer.name.endswith("_conv"))
+        for model in (transposed, resized))
+    assert (resized_weights - 3) * 16 == (transposed_weights - 3) * 9
+    assert resized.output_shape == transposed.output_shape
+    images = np.random.default_rng(0).uniform(-1, 1, (1, 64, 64, 3)).astype("float32")
+    assert resized(images).shape == images.shape
+
+
+def test_a_generator_for_any_size_takes_the_trained_weights_and_larger_images():
+    config = config_lib.tiny()
+    generator = networks.build_generator(config)
+    any_size = networks.build_generator(config, any_size=True)
+    any_size.set_weights(generator.get_weights())
+    images = np.random.default_rng(1).uniform(-1, 1, (1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(any_size(images), generator(images), atol=1e-6)
+    assert any_size(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 64, 96, 3)
