@@ -1,10 +1,11 @@
 """monet_gan: photos to Monet paintings with a CycleGAN (Keras 3 on TensorFlow or JAX).
 
-Commands on top, importing nothing from each other: `train`, `export`, `evaluate`,
-`make_tfrecords`. Below them, a run (`artifacts`, `callbacks`, `checkpoints`, `distribute`),
-the input of the backend Keras runs on (`inputs`: `pipeline` and `image_sets` with `tf.data`,
-`numpy_pipeline` and `numpy_images` under JAX, without TensorFlow), images and scores
-(`translation`, `scores`, `inception`), the model (`cyclegan`, `steps`, `networks`,
+Commands on top, importing nothing from each other: `train`, `export`, `paint`, `evaluate`,
+`make_tfrecords`, and the baselines `dcgan` and `nst`. Below them, a run (`artifacts`,
+`callbacks`, `checkpoints`, `distribute`), the input of the backend Keras runs on (`inputs`:
+`pipeline` and `image_sets` with `tf.data`, `numpy_pipeline` and `numpy_images` under JAX,
+without TensorFlow), images, figures and scores (`tiling`, `translation`, `figures`, `scores`,
+`inception`), the models (`cyclegan`, `noise_gan`, `style_transfer`, `steps`, `networks`,
 `conv_kernels`, `fused_adam`, `diffaugment`), data (`data`, `data_folder`), and the base (`cli`,
 `run_folder`, `config`, `files`, `errors`). A module imports only from modules after it in this
 list.

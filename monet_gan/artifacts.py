@@ -100,20 +100,29 @@ def write_images_zip(generator: keras.Model, config: Config, photos, out: Path,
     if keras.backend.backend() == "tensorflow":
         translate_batch = tf.function(translate_batch)
 
+    def paintings():
+        for images, names in _photo_batches(photo_set, batch_size):
+            # the copies filling up the batch are left out
+            yield from zip(keras.ops.convert_to_numpy(translate_batch(images)), names)
+
+    return write_zip(paintings(), photo_set.count, out)
+
+
+def write_zip(images, count: int, out: Path) -> int:
+    """Writes `count` (uint8 [256, 256, 3] image, name) pairs as JPEGs into the zip `out`,
+    with a progress bar; the zip is checked before it replaces `out`. Returns the count."""
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     used_names, written = set(), 0
     try:
         with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:
-            progress = keras.utils.Progbar(photo_set.count, unit_name="image",
-                                           verbose=1 if sys.stdout.isatty() else 2)
-            for images, names in _photo_batches(photo_set, batch_size):
-                paintings = keras.ops.convert_to_numpy(translate_batch(images))
-                for painting, name in zip(paintings, names):  # the copies filling up the batch are left out
-                    archive.writestr(_entry_name(name, used_names), encode_jpeg(painting))
-                written += len(names)
-                progress.update(written)
-        check_zip(partial, photo_set.count)
+            progress = keras.utils.Progbar(count, unit_name="image", verbose=1 if sys.stdout.isatty() else 2)
+            for image, name in images:
+                archive.writestr(_entry_name(name, used_names), encode_jpeg(image))
+                written += 1
+                if written % 64 == 0 or written == count:
+                    progress.update(written)
+        check_zip(partial, count)
         os.replace(partial, out)
     finally:
         partial.unlink(missing_ok=True)
@@ -122,8 +131,9 @@ def write_images_zip(generator: keras.Model, config: Config, photos, out: Path,
 
 def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None:
     """A SavedModel of `generator` alone; its `serve` signature maps uint8 [N, H, W, 3]
-    photos to uint8 paintings of the same shape. Checked against `generator`, then moved
-    into place (replacing an older export only once the new one is complete)."""
+    photos to uint8 paintings of the same shape, and `image_size` holds the training size.
+    Checked against `generator`, then moved into place (replacing an older export only once
+    the new one is complete)."""
     archive = keras.export.ExportArchive()
     archive.track(generator)
     archive.add_endpoint(
@@ -131,6 +141,9 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
         fn=lambda images: translate(generator, images, config.image_size, config.export_tta),
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
+    # The training size, for painting in tiles of it (`monet_gan.paint`): `loaded.image_size[0]`.
+    archive.add_variable_collection("image_size", [tf.Variable(config.image_size, trainable=False,
+                                                               name="image_size")])
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     old = out.with_name(f".{out.name}.old")

@@ -1,5 +1,5 @@
 """What training writes after each epoch, besides checkpoints (`checkpoints.CheckpointCallback`):
-sample grids and metrics.csv (`RunCallback`), and FID scores with the best checkpoint by FID
+sample grids, metrics.csv and curves.png (`RunCallback`), and FID scores with the best checkpoint by FID
 (`FidCallback`). Both write on the chief only, into the run folder (`run_folder`)."""
 
 import io
@@ -16,6 +16,7 @@ from monet_gan import checkpoints, inception, run_folder, scores
 from monet_gan.config import Config
 from monet_gan.cyclegan import LOSS_NAMES
 from monet_gan.errors import WeightsError
+from monet_gan.figures import write_curves
 from monet_gan.files import write_atomically
 from monet_gan.translation import sample_grid, translate
 
@@ -28,16 +29,19 @@ def encode_png(image: np.ndarray) -> bytes:
 
 
 class RunCallback(keras.callbacks.Callback):
-    """After each epoch, on the chief: a sample grid PNG and a row of its seconds and mean
+    """After each epoch, on the chief: a sample grid PNG, a row of its seconds and mean
     losses (and scores, when computed) in metrics.csv (the means over the steps this process
-    took in that epoch)."""
+    took in that epoch), and curves.png drawn from metrics.csv."""
 
-    def __init__(self, run_dir: Path, sample_photos: np.ndarray, chief: bool, columns=LOSS_NAMES):
+    def __init__(self, run_dir: Path, sample_photos: np.ndarray, chief: bool, columns=LOSS_NAMES,
+                 draw_samples=None):
         super().__init__()
         self.columns = columns
         self.run_dir = run_dir
         self.sample_photos = sample_photos
         self.chief = chief
+        # uint8 image of the model's samples; default: the photos over their paintings
+        self.draw_samples = draw_samples or (lambda model: sample_grid(model.photo_to_monet, self.sample_photos))
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -45,11 +49,11 @@ class RunCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.chief:
             seconds = time.perf_counter() - self.epoch_started  # before the grid and files
-            grid = sample_grid(self.model.photo_to_monet, self.sample_photos)
-            png = encode_png(grid)
+            png = encode_png(self.draw_samples(self.model))
             write_atomically(self.run_dir / run_folder.SAMPLES_DIR / f"epoch-{epoch + 1:03d}.png", png)
             write_atomically(self.run_dir / run_folder.SAMPLES_FILE, png)
             self._write_metrics(epoch + 1, seconds, logs or {})
+            write_curves(self.run_dir / run_folder.METRICS_FILE, self.run_dir / run_folder.CURVES_FILE)
 
     def _write_metrics(self, epoch: int, seconds: float, logs: dict):
         """Rewrites metrics.csv with this epoch's row last (rows of a later epoch, left by a

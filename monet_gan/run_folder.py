@@ -6,6 +6,7 @@
     samples/           epoch-NNN.png: photos (top row) and their paintings (bottom row)
     samples.png        the newest of those
     metrics.csv        the seconds and mean losses (and scores) of each epoch
+    curves.png         the same, drawn
     tensorboard/       the same, for TensorBoard
     images.zip         one 256x256 JPEG painting per photo (the competition submission)
     saved_model/       the photo -> Monet generator, uint8 in, uint8 out
@@ -24,6 +25,7 @@ BEST_SCORE_FILE = "score.json"  # in BEST_CHECKPOINT_DIR
 SAMPLES_DIR = "samples"
 SAMPLES_FILE = "samples.png"
 METRICS_FILE = "metrics.csv"
+CURVES_FILE = "curves.png"
 TENSORBOARD_DIR = "tensorboard"
 IMAGES_ZIP = "images.zip"
 SAVED_MODEL_DIR = "saved_model"

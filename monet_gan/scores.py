@@ -55,6 +55,18 @@ def memorization_distance(generated: np.ndarray, real: np.ndarray) -> float:
     return float(np.mean(np.min(1.0 - np.abs(cosine), axis=1)))
 
 
+def nearest_real(generated: np.ndarray, real: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each generated row, the memorization distance's term (the minimum over real rows of
+    1 - |cos|) and the index of that nearest real row: [N] floats, [N] ints."""
+    def normalised(rows):
+        rows = np.asarray(rows, np.float64)
+        return rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-12)
+
+    distances = 1.0 - np.abs(normalised(generated) @ normalised(real).T)
+    nearest = np.argmin(distances, axis=1)
+    return distances[np.arange(len(nearest)), nearest], nearest
+
+
 def kernel_inception_distance(generated: np.ndarray, real: np.ndarray) -> float:
     """The unbiased estimate of the squared MMD between the feature sets under the kernel
     k(x, y) = (x.y / dim + 1)^3, over all pairs (no subsets); about 0 for sets from one

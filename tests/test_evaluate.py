@@ -177,9 +177,11 @@ def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weigh
     env = dict(os.environ, MONET_GAN_CACHE=str(inception.CACHE_DIR), TF_CPP_MIN_LOG_LEVEL="3")
     command = [sys.executable, "-m", "monet_gan.evaluate", str(generated), str(real),
                "--results", str(results)]
-    run = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    run = subprocess.run(command + ["--grid", str(tmp_path / "grid.png"), "--grid-rows", "2"],
+                         capture_output=True, text=True, env=env, timeout=300)
     assert run.returncode == 0, run.stderr
     assert "FID" in run.stdout and "MiFID" in run.stdout
+    assert tf.io.decode_png((tmp_path / "grid.png").read_bytes()).shape[0] > 300  # 2 rows of pairs
     [line] = [json.loads(line) for line in results.read_text().splitlines()]
     assert line["generated_count"] == 8 and line["real_count"] == 8
     assert line["fid"] > 0 and line["mifid"] >= line["fid"]
@@ -205,6 +207,33 @@ def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weigh
         # against 0.067 seen).
         assert jax_line["fid"] > 0
         assert jax_line["memorization_distance"] == pytest.approx(line["memorization_distance"], abs=0.01)
+
+
+class Named:
+    """An image set of arrays, as `nearest_pairs` reads one."""
+
+    def __init__(self, images, prefix):
+        self.images, self.prefix = images, prefix
+
+    def arrays(self, with_names=False):
+        return ((image, f"{self.prefix}{i}") for i, image in enumerate(self.images))
+
+
+def test_the_grid_pairs_copies_with_their_originals_and_shows_the_farthest_last():
+    rng = np.random.default_rng(4)
+    real_features = rng.normal(size=(6, 32))
+    generated_features = np.concatenate([rng.normal(size=(3, 32)),  # unlike any painting
+                                         real_features[[4, 1]] + rng.normal(scale=0.01, size=(2, 32))])
+    images = rng.integers(0, 256, (11, 8, 8, 3), dtype=np.uint8)
+    closest, farthest = evaluate.nearest_pairs(Named(images[:5], "gen"), generated_features,
+                                               Named(images[5:], "monet"), real_features, rows=2)
+    assert [(c[1], c[3]) for c in closest] in ([("gen3", "monet4"), ("gen4", "monet1")],
+                                                [("gen4", "monet1"), ("gen3", "monet4")])
+    assert closest[0][4] <= closest[1][4] < 0.01 and np.array_equal(closest[0][2], images[5 + int(closest[0][3][5:])])
+    assert {f[1] for f in farthest} <= {"gen0", "gen1", "gen2"} and farthest[0][4] >= farthest[1][4] > 0.1
+    distances, nearest = scores.nearest_real(generated_features, real_features)
+    assert list(nearest[3:]) == [4, 1]
+    assert np.mean(distances) == pytest.approx(scores.memorization_distance(generated_features, real_features))
 
 
 def test_training_scores_fid_and_keeps_the_best_checkpoint(weights, tiny_config, tmp_path):

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "monet_gan"
-COMMANDS = {"train", "export", "evaluate", "make_tfrecords"}
+COMMANDS = {"train", "export", "paint", "evaluate", "make_tfrecords", "dcgan", "nst"}
 
 
 def package_imports(source: str) -> list[tuple[str, bool]]:

@@ -25,6 +25,9 @@ def test_notebook_trains_and_writes_images_zip(tmp_path, data_dir):
     outputs = "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code"
                       for o in c.get("outputs", []))
     assert "with 1 replica(s)" in outputs
+    pictures = [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", [])
+                if "image/png" in o.get("data", {})]
+    assert len(pictures) == 3  # the sample grid, the curves, and photos beside their paintings
     assert "10 paintings in" in outputs
     with zipfile.ZipFile(tmp_path / "images.zip") as archive:
         assert len(archive.namelist()) == 10

@@ -34,6 +34,7 @@ def test_the_run_folder_holds_config_samples_metrics_and_a_checkpoint(run, tiny_
     header, row = (run_dir / "metrics.csv").read_text().splitlines()
     assert header.split(",")[0] == "epoch" and row.startswith("1,")
     assert all(np.isfinite(float(v)) for v in row.split(",")[1:])
+    assert tf.io.decode_png((run_dir / "curves.png").read_bytes()).shape[-1] in (3, 4)
     assert tf.train.latest_checkpoint(str(run_dir / "checkpoints")).endswith("ckpt-2")  # by step
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
 
