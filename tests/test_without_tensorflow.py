@@ -1,6 +1,6 @@
 """Keras' JAX backend where TensorFlow is not installed (a subprocess in which `import
-tensorflow` fails): training from either of the competition's layouts, the time budget, and
-the export's images.zip, all through `numpy_pipeline` and `numpy_images`."""
+tensorflow` fails): training from either of the competition's layouts, the time budget, the
+export's images.zip, all through `numpy_pipeline` and `numpy_images`, and painting a photo."""
 
 import io
 import os
@@ -59,6 +59,7 @@ def test_training_reads_jpeg_folders_and_exports_without_tensorflow(jpg_data, tm
     header, *rows = (run_dir / "metrics.csv").read_text().splitlines()
     assert header.startswith("epoch,seconds,") and [r.split(",")[0] for r in rows] == ["1", "2"]
     assert all(float(r.split(",")[1]) > 0 for r in rows)
+    assert Image.open(run_dir / "curves.png").format == "PNG"
     with zipfile.ZipFile(run_dir / "images.zip") as archive:
         assert sorted(archive.namelist()) == [f"p{i}.jpg" for i in range(10)]
         with Image.open(io.BytesIO(archive.read("p0.jpg"))) as painting:
@@ -78,3 +79,10 @@ def test_the_time_budget_stops_after_a_step_saves_and_exports(data_dir, tmp_path
     assert (run_dir / "metrics.csv").read_text().splitlines()[1].startswith("1,")
     with zipfile.ZipFile(run_dir / "images.zip") as archive:
         assert len(archive.namelist()) == 10
+    # The run's generator paints a photo of its own size, in tiles (JAX-compiled), without TensorFlow.
+    photo = tmp_path / "wide.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(photo)
+    result = run_without_tensorflow("monet_gan.paint", run_dir, photo, "--out", tmp_path / "paintings")
+    assert result.returncode == 0, result.stderr[-3000:]
+    with Image.open(tmp_path / "paintings" / "wide.jpg") as painting:
+        assert (painting.format, painting.size) == ("JPEG", (70, 50))
