@@ -53,10 +53,7 @@ def samples(generator: keras.Model, count: int, seed: int, batch_size: int = 64)
 def sample_grid(generator: keras.Model, noise: np.ndarray) -> np.ndarray:
     """uint8 image: two rows of samples, enlarged (nearest neighbour) to at least 128 px each."""
     images = keras.ops.convert_to_numpy(translation.to_uint8(generator(noise, training=False)))
-    rows = np.concatenate([np.concatenate(list(images[:SAMPLE_GRID]), axis=1),
-                           np.concatenate(list(images[SAMPLE_GRID:]), axis=1)])
-    scale = max(1, 128 // images.shape[1])
-    return rows.repeat(scale, axis=0).repeat(scale, axis=1)
+    return translation.image_grid([images[:SAMPLE_GRID], images[SAMPLE_GRID:]])
 
 
 class TimeBudget(keras.callbacks.Callback):

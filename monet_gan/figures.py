@@ -24,9 +24,9 @@ def read_metrics(path: Path) -> dict[str, list[tuple[int, float]]]:
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     columns = [c for c in (rows[0].keys() if rows else []) if c not in ("epoch", "seconds")]
-    return {column: [(int(row["epoch"]), float(row[column])) for row in rows
-                     if row.get(column) not in (None, "") and math.isfinite(float(row[column]))]
-            for column in columns}
+    values = {column: [(int(row["epoch"]), float(row[column])) for row in rows if row.get(column)]
+              for column in columns}
+    return {column: [(epoch, v) for epoch, v in points if math.isfinite(v)] for column, points in values.items()}
 
 
 def curves_png(metrics: dict[str, list[tuple[int, float]]]) -> bytes:

@@ -12,7 +12,6 @@ Each painting is written under a temporary name and renamed: an interrupted run 
 whole paintings.
 """
 
-import io
 import os
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from monet_gan import artifacts, cli, data_folder, networks, run_folder, steps, tiling
+from monet_gan.callbacks import encode_png
 from monet_gan.config import BAD_RECORD_POLICIES, EXPORT_CHECKPOINTS, Config
 from monet_gan.errors import ConfigError, DataError, OutputError, RunError
 from monet_gan.files import check_writable, write_atomically
@@ -136,11 +136,7 @@ def read_photo(path: str, max_pixels: float) -> np.ndarray:
 
 
 def encode(painting: np.ndarray, image_format: str) -> bytes:
-    if image_format == "jpeg":
-        return artifacts.encode_jpeg(painting)
-    encoded = io.BytesIO()
-    Image.fromarray(painting).save(encoded, format="PNG")
-    return encoded.getvalue()
+    return artifacts.encode_jpeg(painting) if image_format == "jpeg" else encode_png(painting)
 
 
 def output_names(files: list[str], out: Path, suffix: str) -> dict[str, Path]:

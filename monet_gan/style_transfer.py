@@ -41,11 +41,10 @@ def gram(feature_map):
 
 
 def style_target(network: keras.Model, paintings, batch_size: int = 16) -> list[np.ndarray]:
-    """The mean Gram matrix of each style layer over uint8 paintings [N, H, W, 3] (or an
-    iterable of equal-size batches of them)."""
-    batches = [paintings[i:i + batch_size] for i in range(0, len(paintings), batch_size)]
+    """The mean Gram matrix of each style layer over uint8 paintings [N, H, W, 3], computed
+    `batch_size` paintings at a time."""
     sums, count = None, 0
-    for batch in batches:
+    for batch in (paintings[i:i + batch_size] for i in range(0, len(paintings), batch_size)):
         grams = [ops.convert_to_numpy(ops.sum(gram(f), axis=0)) for f in features(network, batch)[:-1]]
         sums = grams if sums is None else [s + g for s, g in zip(sums, grams)]
         count += len(batch)

@@ -70,6 +70,12 @@ def translate(generator: keras.Model, images, size: int, tta: bool = False):
 def sample_grid(generator: keras.Model, photos: np.ndarray, tile: int = 128) -> np.ndarray:
     """uint8 image: the photos in the top row, their paintings below, tiles >= `tile` px."""
     paintings = ops.convert_to_numpy(translate(generator, photos, photos.shape[1]))
-    rows = np.concatenate([np.concatenate(list(photos), axis=1), np.concatenate(list(paintings), axis=1)])
-    scale = max(1, tile // photos.shape[1])
-    return rows.repeat(scale, axis=0).repeat(scale, axis=1)  # nearest-neighbour enlargement
+    return image_grid([photos, paintings], tile)
+
+
+def image_grid(rows: list[np.ndarray], tile: int = 128) -> np.ndarray:
+    """uint8 image: each row's images ([N, S, S, 3]) side by side, the rows stacked, enlarged
+    (nearest neighbour) so that each image is at least `tile` px."""
+    grid = np.concatenate([np.concatenate(list(row), axis=1) for row in rows])
+    scale = max(1, tile // rows[0].shape[1])
+    return grid.repeat(scale, axis=0).repeat(scale, axis=1)
