@@ -16,8 +16,11 @@ steps (the run's own checkpoints) the first --photos photos are translated (at t
 size, and back to --export-size, 256 by default with --validation: what users submit) and kept
 as JPEGs, then scored with monet_gan.evaluate (FID, KID; the memorization distance and MiFID
 against the training paintings) against the validation paintings; so are the photos
-themselves, resized and encoded the same way (the `identity` row: a variant that does not beat it has not learned the
-style yet, ../shared/QUALITY_NOTES.md). KID is shown beside FID: unbiased, where FID with
+themselves, resized and encoded the same way (the `identity` row: a variant that does not beat
+it has not learned the style yet, ../shared/QUALITY_NOTES.md). Below 256 px the validation
+paintings pass through the same chain (down to --size and back), so that FID compares style
+rather than the round trip's blur, as issue 21 measures; a column gives the FID against the
+paintings unchanged as well. KID is shown beside FID: unbiased, where FID with
 60 real paintings is biased up. Each run is a process of its own, --jobs of
 them at a time. Also timed: seconds per training step of each variant, in its own process
 (under the load of the others; `--time-only` times every variant alone, on the sample data).
@@ -63,6 +66,8 @@ VARIANTS = {
     "lr_decay": {"augment": False, "lr_decay_start": 0.5},
     "resnet": {"augment": False, "generator": "resnet"},
     "identity0": {"augment": False, "identity_weight": 0.0},
+    # The `kaggle` preset (augmentation on) without the identity loss's pull towards the photo
+    "augment_identity0": {"augment": True, "identity_weight": 0.0},
     "tta": {"augment": False, "export_tta": True},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
@@ -231,30 +236,59 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
     print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
-def real_features(held_out: Path, memorization: Path | None) -> tuple:
-    """Features of the paintings scored against, and of those the memorization distance is
-    measured against (None: the same)."""
-    from monet_gan import scores
-    from monet_gan.image_sets import ImageSet
-
-    real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
-    return real, scores.image_set_features(ImageSet(str(memorization)), cache=True) if memorization else None
-
-
-def score_results(results: Path, held_out: Path, final_only: bool = False,
-                  memorization: Path | None = None) -> list[dict]:
-    """One row per variant, seed and stage (the last stage only with `final_only`): FID and
-    KID of its paintings against `held_out`, the memorization distance and MiFID against
-    `memorization` (default: `held_out`). Features are kept beside each zip (Inception takes
-    about a minute per 300 images on 2 cores)."""
+def real_features(args, held_out: Path, memorization: Path | None, results: Path, workdir: Path) -> tuple:
+    """Features of the paintings scored against; of the same paintings unchanged (None where
+    they are scored unchanged); and of those the memorization distance is measured against
+    (None: the first). Where the runs train at a smaller --size than --export-size, the
+    paintings scored against pass through the photos' chain (down to --size, back up, JPEG
+    95; the identity row's `write_paintings`), so that FID compares style, not the round
+    trip's blur (issue 21); their features are kept in `results`, the images only in the
+    temporary `workdir` (the validation paintings are never copied)."""
     import numpy as np
 
     from monet_gan import scores
     from monet_gan.image_sets import ImageSet
 
-    real, trained_on = real_features(held_out, memorization)
+    unchanged_real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
+    trained_on = scores.image_set_features(ImageSet(str(memorization)), cache=True) if memorization else None
+    if args.size >= args.export_size:
+        return unchanged_real, None, trained_on
+    features_file = results / f"reference-{held_out.name}-{args.size}-{args.export_size}.features.npy"
+    if not features_file.exists():
+        paintings = np.stack(list(ImageSet(str(held_out)).arrays()))
+        chained = workdir / "reference.zip"
+        write_paintings(chained, unchanged, [paintings[i:i + 32] for i in range(0, len(paintings), 32)],
+                        args.size)
+        np.save(features_file, scores.image_set_features(ImageSet(str(chained))))
+        chained.unlink()
+    return np.load(features_file), unchanged_real, trained_on
+
+
+def scores_against(generated, references: tuple) -> dict:
+    """`scores.score` against the first of `real_features`' references, and the FID against
+    the unchanged paintings (`fid_unchanged`) where those are another set."""
+    from monet_gan import scores
+
+    real, unchanged_real, trained_on = references
+    result = scores.score(generated, real, trained_on)
+    if unchanged_real is not None:
+        result["fid_unchanged"] = scores.frechet_distance(*scores.statistics(generated),
+                                                          *scores.statistics(unchanged_real))
+    return result
+
+
+def score_results(results: Path, references: tuple, final_only: bool = False) -> list[dict]:
+    """One row per variant, seed and stage (the last stage only with `final_only`): FID and
+    KID of its paintings against `real_features`' `references`, the memorization distance
+    and MiFID. Features are kept beside each zip (Inception takes about a minute per 300
+    images on 2 cores)."""
+    import numpy as np
+
+    from monet_gan import scores
+    from monet_gan.image_sets import ImageSet
+
     rows = []
-    for timing_file in sorted(results.glob("*.json")):
+    for timing_file in sorted(results.glob("*-seed*.json")):
         timing = json.loads(timing_file.read_text())
         stages = sorted((int(path.stem.rsplit("-step", 1)[1]), path)
                         for path in results.glob(f"{timing_file.stem}-step*.zip"))
@@ -262,14 +296,13 @@ def score_results(results: Path, held_out: Path, final_only: bool = False,
             features_file = paintings.with_suffix(".features.npy")
             if not features_file.exists():
                 np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
-            generated = np.load(features_file)
-            rows.append({**timing, "step": step, **scores.score(generated, real, trained_on)})
+            rows.append({**timing, "step": step, **scores_against(np.load(features_file), references)})
     return rows
 
 
-def score_identity(args, results: Path, held_out: Path, memorization: Path | None = None) -> dict:
+def score_identity(args, results: Path, references: tuple) -> dict:
     """The identity row (../shared/QUALITY_NOTES.md): the scored photos themselves, through the
-    same resizing and JPEG encoding as the paintings, against the same held-out paintings. A
+    same resizing and JPEG encoding as the paintings, against the same references. A
     variant that does not beat it has not learned the style yet."""
     import numpy as np
 
@@ -282,8 +315,7 @@ def score_identity(args, results: Path, held_out: Path, memorization: Path | Non
     features_file = paintings.with_suffix(".features.npy")
     if not features_file.exists():
         np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
-    real, trained_on = real_features(held_out, memorization)
-    return {"variant": "identity", **scores.score(np.load(features_file), real, trained_on)}
+    return {"variant": "identity", **scores_against(np.load(features_file), references)}
 
 
 def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
@@ -306,9 +338,17 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
     def at(step):  # step 0: each run's last step, where its time budget or epochs ended
         return f"at {step}" if step else "at the end"
 
+    # Paintings scored against a chained reference (`real_features`) also show the FID against
+    # the paintings unchanged: what the competition, with its 256 px paintings, would see.
+    chained = all("fid_unchanged" in r for r in rows)
+
+    def unchanged_column(runs):
+        return f" {mean(runs, 'fid_unchanged'):.2f} |" if chained else ""
+
     lines = ["| variant | changes | seeds | " + " | ".join(f"FID {at(s)}" for s in steps)
-             + f" | FID per seed {at(final)} | spread | MiFID {at(final)} | KID {at(final)} | vs tutorial | s/step |",
-             "| --- " * (len(steps) + 9) + "|"]
+             + f" | FID per seed {at(final)} | spread | MiFID {at(final)} | KID {at(final)} |"
+             + (f" FID vs unchanged paintings {at(final)} |" if chained else "") + " vs tutorial | s/step |",
+             "| --- " * (len(steps) + 9 + chained) + "|"]
     for name, runs in sorted(by_variant.items(), key=lambda item: means[item[0]]):
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
         finals = sorted((r for r in runs if r["step"] == final), key=lambda r: r["seed"])
@@ -317,14 +357,16 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
             + " | ".join(f"{mean(runs, 'fid', s):.2f}" for s in steps)
             + f" | {' / '.join(format(r['fid'], '.2f') for r in finals)} | "
             f"{format(spreads[name], '.2f') if name in spreads else '-'} | "
-            f"{mean(runs, 'mifid'):.2f} | {mean(runs, 'kid'):.4f} | {gains.get(name, float('nan')):+.2f} | "
+            f"{mean(runs, 'mifid'):.2f} | {mean(runs, 'kid'):.4f} |{unchanged_column(runs)} "
+            f"{gains.get(name, float('nan')):+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
     if identity:
         tutorial = means.get("tutorial", float("nan"))
         lines.append("| identity | the photos themselves | - | "
                      + " | ".join(f"{identity['fid']:.2f}" for _ in steps)
-                     + f" | - | - | {identity['mifid']:.2f} | {identity['kid']:.4f} | "
-                     f"{identity['fid'] - tutorial:+.2f} | - |")
+                     + f" | - | - | {identity['mifid']:.2f} | {identity['kid']:.4f} |"
+                     + (f" {identity['fid_unchanged']:.2f} |" if chained else "")
+                     + f" {identity['fid'] - tutorial:+.2f} | - |")
     return "\n".join(lines), means
 
 
@@ -485,12 +527,13 @@ def main() -> int:
             train_all(runs, args, train_dir, results, workdir)
         if args.no_score:
             return 0
-        rows = score_results(results, held_out, args.final_only, memorization)
+        references = real_features(args, held_out, memorization, results, workdir)
+        rows = score_results(results, references, args.final_only)
         if not rows:
             print(f"error: {results} holds no finished runs (<variant>-seed<N>.json) to score.",
                   file=sys.stderr)
             return 2
-        identity = score_identity(args, results, held_out, memorization)
+        identity = score_identity(args, results, references)
         text, means = table(rows, identity)
         spreads = seed_spreads(rows)
         gains = gains_vs_tutorial(rows)
@@ -501,12 +544,15 @@ def main() -> int:
                                  if (k, v) != ("augment", False)}
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
-            rows = score_results(results, held_out, args.final_only, memorization)
+            rows = score_results(results, references, args.final_only)
             text, means = table(rows, identity)
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     against = (f"the {len(list(args.validation.iterdir()))} validation paintings ({args.validation.name})"
                if args.validation else "the 60 held-out paintings")
+    if args.size < args.export_size:
+        against += (f", which pass through the same {args.export_size} -> {args.size} -> "
+                    f"{args.export_size} px chain")
     length = args.time_budget or (f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps")
     report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "

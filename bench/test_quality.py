@@ -62,6 +62,16 @@ def test_the_identity_row_comes_last_with_its_score_under_every_stage():
     assert text.splitlines()[:-1] == quality.table(rows)[0].splitlines()
 
 
+def test_scores_against_a_chained_reference_also_show_the_fid_against_the_unchanged_paintings():
+    rows = [{**row("tutorial", 0, 100.0), "fid_unchanged": 112.0}, {**row("lsgan", 0, 90.0), "fid_unchanged": 108.0}]
+    identity = {"variant": "identity", "fid": 110.0, "mifid": 110.0, "kid": 0.125, "fid_unchanged": 115.0}
+    lines = quality.table(rows, identity)[0].splitlines()
+    assert "| KID at 1500 | FID vs unchanged paintings at 1500 | vs tutorial |" in lines[0]
+    assert lines[1].count("---") == lines[0].count("|") - 1
+    assert lines[2].startswith("| lsgan |") and "| 0.0900 | 108.00 | -10.00 |" in lines[2]
+    assert lines[-1].endswith("| 0.1250 | 115.00 | +10.00 | - |")
+
+
 @pytest.mark.parametrize(("spreads", "expected"), [
     ({"tutorial": 4.0, "lsgan": 1.0, "history": 1.0}, ["lsgan"]),
     ({"tutorial": 2.0, "lsgan": 1.0, "history": 1.0}, ["lsgan", "history"]),

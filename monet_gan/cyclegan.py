@@ -157,8 +157,11 @@ class CycleGAN(keras.Model):
         # Cycle consistency, both directions (paper eq. 2), shared by both generators.
         cycle = self.cycle_weight * (l1_loss(photos, images["cycled_photos"])
                                      + l1_loss(monets, images["cycled_monets"]))
-        identity_monet = self.identity_weight * l1_loss(monets, images["same_monets"])
-        identity_photo = self.identity_weight * l1_loss(photos, images["same_photos"])
+        if self.identity_weight:
+            identity_monet = self.identity_weight * l1_loss(monets, images["same_monets"])
+            identity_photo = self.identity_weight * l1_loss(photos, images["same_photos"])
+        else:
+            identity_monet = identity_photo = ops.zeros_like(cycle)
         return {
             "monet_generator_loss": adversarial("fake_monets", True) + cycle + identity_monet,
             "photo_generator_loss": adversarial("fake_photos", True) + cycle + identity_photo,
@@ -175,10 +178,16 @@ class CycleGAN(keras.Model):
         # G(x) with G(y), and F(y) with F(x), each pair in one call of twice the batch: the
         # same values, but one filter gradient per pair instead of two held at once, which
         # lowers peak memory at 256 px by about 250 MiB (bench/RESULTS.md).
-        fake_monets, same_monets = ops.split(
-            self.photo_to_monet(ops.concatenate([photos, monets], 0), training=training), 2)
-        fake_photos, same_photos = ops.split(
-            self.monet_to_photo(ops.concatenate([monets, photos], 0), training=training), 2)
+        # Without an identity loss G(y) and F(x) are not computed: a quarter of the
+        # generators' work per step.
+        if self.identity_weight:
+            fake_monets, same_monets = ops.split(
+                self.photo_to_monet(ops.concatenate([photos, monets], 0), training=training), 2)
+            fake_photos, same_photos = ops.split(
+                self.monet_to_photo(ops.concatenate([monets, photos], 0), training=training), 2)
+        else:
+            fake_monets, same_monets = self.photo_to_monet(photos, training=training), None
+            fake_photos, same_photos = self.monet_to_photo(monets, training=training), None
         return {"fake_monets": fake_monets, "same_monets": same_monets,
                 "fake_photos": fake_photos, "same_photos": same_photos,
                 "cycled_photos": self.monet_to_photo(fake_monets, training=training),

@@ -39,6 +39,21 @@ def test_losses_match_the_formulas_on_known_inputs():
     np.testing.assert_allclose(losses["monet_generator_loss"], bce + cycle + identity, rtol=1e-5)
 
 
+def test_without_an_identity_loss_the_losses_are_the_others_alone():
+    keras.utils.set_random_seed(0)
+    model = cyclegan.build_cyclegan(CONFIG)
+    photos, monets = batch()
+    with_identity = model.compute_losses(photos, monets, training=False)
+    model.identity_weight = 0.0  # the same networks; G(y) and F(x) are then not computed
+    without = model.compute_losses(photos, monets, training=False)
+    np.testing.assert_array_equal(without["identity_loss"], np.zeros(2))
+    np.testing.assert_allclose(without["cycle_loss"], with_identity["cycle_loss"], rtol=1e-5)
+    dropped = sum(with_identity[f"{name}_generator_loss"] - without[f"{name}_generator_loss"]
+                  for name in ("monet", "photo"))
+    np.testing.assert_allclose(dropped, with_identity["identity_loss"], rtol=1e-5)
+    assert float(np.min(with_identity["identity_loss"])) > 0.0
+
+
 def sample_images(domain, count=4):
     """Real images from the shipped sample, at the tiny size."""
     files = data.domain_files(str(config_lib.SAMPLE_DATA_DIR), domain)
