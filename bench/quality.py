@@ -3,7 +3,7 @@
     python bench/quality.py [--size 64] [--width 32] [--steps 600 | --time-budget 40m] [--stages 1]
                             [--seeds 0,1] [--photos 1000] [--validation DIR|none] [--export-size 256]
                             [--variants tutorial,augment,...] [--jobs 1]
-                            [--results DIR] [--score-only] [--no-score] [--final-only]
+                            [--results DIR] [--runs DIR] [--score-only] [--no-score] [--final-only]
                             [--time-only] [--out bench/QUALITY.md]
 
 Each variant trains from scratch for the same number of steps (or, with --time-budget, the same
@@ -33,7 +33,8 @@ runs afterwards with every change that beat the tutorial by more than the seed-t
 (largest minus smallest FID of a variant's seeds) of the tutorial and of the change itself.
 
 --results keeps every run's translations and timings; a run whose results are there already
-is not run again, so an interrupted benchmark continues, and `--no-score` followed by
+is not run again, so an interrupted benchmark continues (and with --runs, which keeps the run
+folders, an interrupted run continues from its newest checkpoint), and `--no-score` followed by
 `--score-only` splits training (on a machine with many cores) from scoring (where the
 Inception weights are).
 """
@@ -42,6 +43,7 @@ import argparse
 import concurrent.futures
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -193,8 +195,13 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     config = variant_config(args, changes, **length, data_dir=str(train_dir), export=False, fid_every=0,
                             seed=seed, sample_images=2)
     run_dir = workdir / run_name(name, seed)
+    # A run folder kept in --runs from an interrupted benchmark continues from its newest
+    # checkpoint (a time budget starts again there); its time so far is in its metrics.
+    resume = bool(checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR))
+    if run_dir.exists() and not resume:  # stopped before its first checkpoint: start again
+        shutil.rmtree(run_dir)
     start = time.perf_counter()
-    model = train.train(config, run_dir)
+    model = train.train(config, run_dir, resume=resume)
     train_seconds = time.perf_counter() - start
 
     photos = scored_photos(args)
@@ -464,6 +471,8 @@ def main() -> int:
                         help="then run `best`: every change that beat the tutorial by more than the spread")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, sharing the cores")
     parser.add_argument("--results", type=Path, help="keep translations and timings here (default: temporary)")
+    parser.add_argument("--runs", type=Path,
+                        help="keep the run folders here (default: temporary); an interrupted run continues")
     parser.add_argument("--no-score", action="store_true", help="train and translate only")
     parser.add_argument("--score-only", action="store_true", help="score the runs in --results only")
     parser.add_argument("--final-only", action="store_true", help="score the last stage only")
@@ -523,8 +532,10 @@ def main() -> int:
             train_dir, held_out, memorization = args.data, args.validation, args.data / "monet_tfrec"
         else:
             (train_dir, held_out), memorization = split_monet_records(args.data, workdir), None
+        if args.runs:
+            args.runs.mkdir(parents=True, exist_ok=True)
         if not args.score_only:
-            train_all(runs, args, train_dir, results, workdir)
+            train_all(runs, args, train_dir, results, args.runs or workdir)
         if args.no_score:
             return 0
         references = real_features(args, held_out, memorization, results, workdir)
@@ -543,7 +554,7 @@ def main() -> int:
             args.best_changes = {k: v for n in chosen for k, v in variant_changes(n).items()
                                  if (k, v) != ("augment", False)}
             args.best_changes.setdefault("augment", False)
-            train_all([("best", seed) for seed in seeds], args, train_dir, results, workdir)
+            train_all([("best", seed) for seed in seeds], args, train_dir, results, args.runs or workdir)
             rows = score_results(results, references, args.final_only)
             text, means = table(rows, identity)
 
