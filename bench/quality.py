@@ -243,6 +243,12 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
     print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
 
 
+def chains_references(args) -> bool:
+    """Whether the paintings scored against pass through the photos' resize chain
+    (`real_features`): where the runs train below the size their paintings are scored at."""
+    return args.size < args.export_size
+
+
 def real_features(args, held_out: Path, memorization: Path | None, results: Path, workdir: Path) -> tuple:
     """Features of the paintings scored against; of the same paintings unchanged (None where
     they are scored unchanged); and of those the memorization distance is measured against
@@ -258,7 +264,7 @@ def real_features(args, held_out: Path, memorization: Path | None, results: Path
 
     unchanged_real = scores.image_set_features(ImageSet(str(held_out)), cache=True)
     trained_on = scores.image_set_features(ImageSet(str(memorization)), cache=True) if memorization else None
-    if args.size >= args.export_size:
+    if not chains_references(args):
         return unchanged_real, None, trained_on
     features_file = results / f"reference-{held_out.name}-{args.size}-{args.export_size}.features.npy"
     if not features_file.exists():
@@ -561,7 +567,7 @@ def main() -> int:
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     against = (f"the {len(list(args.validation.iterdir()))} validation paintings ({args.validation.name})"
                if args.validation else "the 60 held-out paintings")
-    if args.size < args.export_size:
+    if chains_references(args):
         against += (f", which pass through the same {args.export_size} -> {args.size} -> "
                     f"{args.export_size} px chain")
     length = args.time_budget or (f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps")
