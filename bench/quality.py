@@ -128,7 +128,8 @@ def variant_config(args, changes: dict, **fields):
     from monet_gan import config as config_lib
 
     return config_lib.kaggle().replace(**{"image_size": args.size, "generator_filters": args.width,
-                                          "critic_filters": args.width, **fields, **changes})
+                                          "critic_filters": args.width, "export_mode": args.export_mode,
+                                          **fields, **changes})
 
 
 def seconds_per_step(config, model) -> float:
@@ -158,8 +159,9 @@ def scored_photos(args) -> list:
             for batch in data.read_images(photos).take(args.photos).batch(32)]
 
 
-def write_paintings(path: Path, generator, photos: list, size: int, tta: bool = False) -> None:
-    """The generator's translations of `photos` as a zip of JPEGs (written whole, then renamed)."""
+def write_paintings(path: Path, generator, photos: list, size: int | None, tta: bool = False) -> None:
+    """The generator's translations of `photos` (at `size` and back, or None: as they are) as
+    a zip of JPEGs (written whole, then renamed)."""
     import tensorflow as tf
 
     from monet_gan.translation import translate
@@ -184,6 +186,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     import tensorflow as tf
 
     from monet_gan import checkpoints, run_folder, train
+    from monet_gan.translation import export_generator
 
     if args.time_budget:  # epochs of the 300 paintings until the budget is spent; the last step scored
         length = dict(epochs=10_000, time_budget=args.time_budget, checkpoints_to_keep=1)
@@ -212,12 +215,13 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
         path = run_dir / run_folder.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
         tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
         stage = 0 if args.time_budget or args.epochs else step  # 0: the run's end (budget or epochs)
+        painter, size = export_generator(generator, config)  # as images.zip paints (--export-mode)
         for export_name, tta in exports.items():
             write_paintings(results / f"{run_name(export_name, seed)}-step{stage}.zip",
-                            generator, photos, args.size, tta)
+                            painter, photos, size, tta)
     steps_done = max(checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR))
     timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds,
-              "steps_done": steps_done}
+              "steps_done": steps_done, "export_mode": config.export_mode}
     for export_name in exports:
         (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
             {"variant": export_name, "seed": seed, **timing,
@@ -231,7 +235,7 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
                "--width", str(args.width), "--steps", str(args.steps), "--stages", str(args.stages),
                "--photos", str(args.photos), "--variants", ",".join(args.variant_names),
                "--export-size", str(args.export_size), "--time-budget", args.time_budget or "",
-               "--epochs", str(args.epochs),
+               "--epochs", str(args.epochs), "--export-mode", args.export_mode,
                "--run", json.dumps(spec)]
     threads = str(max(1, (os.cpu_count() or 1) // args.jobs))
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
@@ -245,8 +249,9 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
 
 def chains_references(args) -> bool:
     """Whether the paintings scored against pass through the photos' resize chain
-    (`real_features`): where the runs train below the size their paintings are scored at."""
-    return args.size < args.export_size
+    (`real_features`): where the runs train below the size their paintings are scored at and
+    the export paints there (--export-mode resize), not at the photo's own size."""
+    return args.size < args.export_size and args.export_mode == "resize"
 
 
 def real_features(args, held_out: Path, memorization: Path | None, results: Path, workdir: Path) -> tuple:
@@ -290,6 +295,17 @@ def scores_against(generated, references: tuple) -> dict:
     return result
 
 
+def painted_otherwise(results: Path, export_mode: str) -> str | None:
+    """What is wrong when a run in `results` was painted with another --export-mode than
+    `export_mode` (its paintings and the references would not match); None when none was."""
+    for timing_file in sorted(results.glob("*-seed*.json")):
+        painted = json.loads(timing_file.read_text()).get("export_mode", "resize")  # before the flag: resize
+        if painted != export_mode:
+            return (f"{timing_file} was painted with --export-mode {painted}, not {export_mode}: pass "
+                    f"--export-mode {painted}, or keep runs painted another way in another --results folder.")
+    return None
+
+
 def score_results(results: Path, references: tuple, final_only: bool = False) -> list[dict]:
     """One row per variant, seed and stage (the last stage only with `final_only`): FID and
     KID of its paintings against `real_features`' `references`, the memorization distance
@@ -322,9 +338,10 @@ def score_identity(args, results: Path, references: tuple) -> dict:
     from monet_gan import scores
     from monet_gan.image_sets import ImageSet
 
-    paintings = results / "identity.zip"
+    chained = chains_references(args)
+    paintings = results / (f"identity-{args.size}.zip" if chained else "identity.zip")
     if not paintings.exists():
-        write_paintings(paintings, unchanged, scored_photos(args), args.size)
+        write_paintings(paintings, unchanged, scored_photos(args), args.size if chained else None)
     features_file = paintings.with_suffix(".features.npy")
     if not features_file.exists():
         np.save(features_file, scores.image_set_features(ImageSet(str(paintings))))
@@ -466,6 +483,9 @@ def main() -> int:
                              "../shared/data/monet_validation); none: hold 60 of the 300 out")
     parser.add_argument("--export-size", type=int,
                         help="paintings scored at this size (default: 256 with --validation, else --size)")
+    parser.add_argument("--export-mode", choices=("full", "resize"), default="full",
+                        help="below --export-size: paint each photo at that size (full, as images.zip "
+                             "does by default) or at --size and back (resize; the references too)")
     parser.add_argument("--time-budget", help="train each run for this wall time (e.g. 40m) instead of --steps")
     parser.add_argument("--epochs", type=int, default=0,
                         help="train each run this many epochs of the 300 paintings instead of --steps")
@@ -534,6 +554,9 @@ def main() -> int:
         workdir = Path(workdir)
         results = args.results or workdir / "results"
         results.mkdir(parents=True, exist_ok=True)
+        if problem := painted_otherwise(results, args.export_mode):
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         if args.validation:  # all 300 paintings trained on; memorization measured against them
             train_dir, held_out, memorization = args.data, args.validation, args.data / "monet_tfrec"
         else:

@@ -29,9 +29,26 @@ def test_the_laptop_variant_trains_as_the_preset_does():
 
     changes = quality.variant_changes("laptop")
     assert not {"epochs", "time_budget", "fid_every"} & set(changes)  # the benchmark sets the length
-    args = argparse.Namespace(size=64, width=64)  # the benchmark's size and width: the preset's win
+    # the benchmark's size, width and export mode: the preset's win
+    args = argparse.Namespace(size=64, width=64, export_mode="full")
     trained = quality.variant_config(args, changes, epochs=3, fid_every=0)
     assert trained == config_lib.laptop().replace(epochs=3, time_budget="", fid_every=0)
+
+
+@pytest.mark.parametrize("size, export_mode, chained", [
+    (128, "resize", True), (128, "full", False), (256, "resize", False), (256, "full", False)])
+def test_references_are_chained_only_where_the_paintings_went_down_and_back(size, export_mode, chained):
+    args = argparse.Namespace(size=size, export_size=256, export_mode=export_mode)
+    assert quality.chains_references(args) == chained
+
+
+def test_runs_painted_another_way_are_not_scored_against_these_references(tmp_path):
+    (tmp_path / "augment-seed0.json").write_text('{"variant": "augment"}')  # before --export-mode: resize
+    assert quality.painted_otherwise(tmp_path, "resize") is None
+    assert "augment-seed0.json was painted with --export-mode resize, not full" in quality.painted_otherwise(
+        tmp_path, "full")
+    (tmp_path / "augment-seed1.json").write_text('{"variant": "augment", "export_mode": "full"}')
+    assert "augment-seed1.json was painted with --export-mode full" in quality.painted_otherwise(tmp_path, "resize")
 
 
 def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference():

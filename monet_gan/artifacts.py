@@ -22,7 +22,7 @@ from monet_gan import checkpoints, data_folder, inputs, networks, run_folder, st
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
-from monet_gan.translation import resize_to_uint8, translate
+from monet_gan.translation import export_generator, resize_to_uint8, translate
 
 if keras.backend.backend() == "tensorflow":  # the SavedModel is TensorFlow's
     import tensorflow as tf
@@ -84,18 +84,21 @@ def _photo_batches(photo_set, batch_size: int):
 def write_images_zip(generator: keras.Model, config: Config, photos, out: Path,
                      batch_size: int | None = None, on_bad_record: str = "fail") -> int:
     """Translates every photo (`photos`: a folder, glob or zip of TFRecords or images, any
-    size, or their `inputs.ImageSet`) and writes the paintings, as 256x256 JPEGs, into `out`.
+    size, or their `inputs.ImageSet`), brought to 256x256 and painted as `config.export_mode`
+    says, and writes the paintings, as 256x256 JPEGs, into `out`.
 
     Returns the number of images. The zip is checked before it replaces `out`.
     """
     photo_set = inputs.ImageSet(photos, on_bad_record, flag="--photos") if isinstance(photos, (str, Path)) else photos
     batch_size = batch_size or config.export_batch_size
 
-    # One graph under TensorFlow; under JAX, one compiled program for the generator.
-    painter = generator if keras.backend.backend() == "tensorflow" else steps.jax_inference(generator)
+    # Painted as config.export_mode says: one graph under TensorFlow; under JAX, one compiled
+    # program for the generator.
+    painter, size = export_generator(generator, config)
+    painter = painter if keras.backend.backend() == "tensorflow" else steps.jax_inference(painter)
 
     def translate_batch(images):
-        return translate(painter, images, config.image_size, config.export_tta)
+        return translate(painter, images, size, config.export_tta)
 
     if keras.backend.backend() == "tensorflow":
         translate_batch = tf.function(translate_batch)

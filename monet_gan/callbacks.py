@@ -18,7 +18,7 @@ from monet_gan.cyclegan import LOSS_NAMES
 from monet_gan.errors import WeightsError
 from monet_gan.figures import write_curves
 from monet_gan.files import write_atomically
-from monet_gan.translation import sample_grid, translate
+from monet_gan.translation import export_generator, sample_grid, translate
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -74,14 +74,13 @@ class FidCallback(keras.callbacks.Callback):
     adds the scores to the epoch's logs (so metrics.csv and TensorBoard get them), and
     saves the best-scoring checkpoint by FID in its own folder beside the latest ones."""
 
-    def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, image_size: int,
-                 best_manager, best_file: Path, tta: bool = False):
+    def __init__(self, every: int, photos: np.ndarray, real_features: np.ndarray, config: Config,
+                 best_manager, best_file: Path):
         super().__init__()
-        self.tta = tta  # translate as the export will
+        self.config = config  # translate as the export will: its export_mode and export_tta
         self.every = every
         self.photos = photos
         self.real_features = real_features
-        self.image_size = image_size
         self.best_manager = best_manager
         self.best_file = best_file
         self.best = json.loads(best_file.read_text())["fid"] if best_file.is_file() else float("inf")
@@ -89,9 +88,9 @@ class FidCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        generator = self.model.photo_to_monet
+        generator, size = export_generator(self.model.photo_to_monet, self.config)
         paintings = np.concatenate([keras.ops.convert_to_numpy(
-            translate(generator, self.photos[i:i + 16], self.image_size, self.tta))
+            translate(generator, self.photos[i:i + 16], size, self.config.export_tta))
             for i in range(0, len(self.photos), 16)])
         result = scores.score(scores.inception_features(paintings, progress=False), self.real_features)
         print(f"\nEpoch {epoch + 1}: FID {result['fid']:.2f}, MiFID {result['mifid']:.2f} "
@@ -117,5 +116,5 @@ def fid_callback(config: Config, checkpoint, run_dir: Path, photos: np.ndarray,
     real_features = scores.image_set_features(monet_set, cache=True)
     best_dir = run_dir / run_folder.BEST_CHECKPOINT_DIR
     manager = checkpoints.make_manager(checkpoint, best_dir, max_to_keep=1)
-    return FidCallback(config.fid_every, photos, real_features, config.image_size, manager,
-                       best_dir / run_folder.BEST_SCORE_FILE, tta=config.export_tta)
+    return FidCallback(config.fid_every, photos, real_features, config, manager,
+                       best_dir / run_folder.BEST_SCORE_FILE)

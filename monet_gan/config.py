@@ -31,6 +31,7 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
 BACKENDS = ("tensorflow", "jax")  # Keras' backends monet_gan trains on
 EXPORT_CHECKPOINTS = ("best", "newest")
+EXPORT_MODES = ("full", "resize")
 
 # What `--resume` may still change: the run's length, where and how fast it runs, what it
 # saves and the export. The rest would make the resumed run another run.
@@ -38,7 +39,7 @@ CHANGEABLE_ON_RESUME = (
     "data_dir", "on_bad_record", "epochs", "precision", "jit_compile", "steps_per_execution",
     "fastest_cpu_kernels", "strategy", "sample_images", "checkpoints_to_keep",
     "checkpoint_every_epochs", "checkpoint_every_steps", "fid_every", "fid_images", "export",
-    "export_batch_size", "export_tta", "export_checkpoint", "time_budget",
+    "export_batch_size", "export_tta", "export_checkpoint", "export_mode", "time_budget",
 )
 DURATION = re.compile(r"(?:(\d+(?:\.\d*)?)h)?(?:(\d+(?:\.\d*)?)m)?(?:(\d+(?:\.\d*)?)s?)?")
 
@@ -129,6 +130,10 @@ class Config:
     export_checkpoint: str = setting(
         "best", "export from the best checkpoint by FID (when the run scored any; else the newest) or "
         "the newest", choices=EXPORT_CHECKPOINTS)
+    export_mode: str = setting(
+        "full", "images.zip below 256 px: paint each 256 px photo at 256 in one pass (full) or at "
+        "the training size and resize the painting back (resize); the same at 256 px",
+        choices=EXPORT_MODES)
 
     def __post_init__(self):
         for field in dataclasses.fields(self):

@@ -99,6 +99,16 @@ def build_generator(config: Config, name: str = "generator", any_size: bool = Fa
     return build_unet_generator(config, name, any_size)
 
 
+def any_size_copy(generator: keras.Model, config: Config) -> keras.Model:
+    """A float32 copy of `generator` (trained with `config`; its weights as they are now) that
+    takes images of any side that is a multiple of `config.image_size`: how a photo is painted
+    at its own resolution."""
+    with float32_policy():
+        copy = build_generator(config, name=generator.name, any_size=True)
+    copy.set_weights(generator.get_weights())
+    return copy
+
+
 def build_unet_generator(config: Config, name: str = "generator", any_size: bool = False) -> keras.Model:
     """U-Net generator mapping [-1, 1] images of `config.image_size` to the same shape.
 

@@ -62,9 +62,7 @@ def load_painter(source: Path, checkpoint: str | None = None) -> Painter:
 def generator_painter(generator: keras.Model, config: Config) -> Painter:
     """The painter of a generator trained with `config`: tiles go through a copy that takes any
     multiple of the training size (one compiled program per tile shape)."""
-    with networks.float32_policy():
-        tiler = networks.build_generator(config, name="photo_to_monet", any_size=True)
-    tiler.set_weights(generator.get_weights())
+    tiler = networks.any_size_copy(generator, config)
     if keras.backend.backend() == "tensorflow":
         paint_tiles = tf.function(lambda images: translate(tiler, images, images.shape[1]))  # per tile shape
         paint_resized = tf.function(lambda images: translate(generator, images, config.image_size),

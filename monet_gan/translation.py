@@ -8,6 +8,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from monet_gan import networks
+from monet_gan.config import Config
+
+EXPORT_SIZE = 256  # the competition's paintings, and the largest training size
+
 # How photos are resized to the generator's size: area averaging, as `data.resize_to_uint8`
 # resizes training records, under TensorFlow; JAX has no area resize, so there an antialiased
 # bilinear (triangle) filter averages instead (`numpy_pipeline` resizes its records with Pillow's box filter).
@@ -42,17 +47,19 @@ def resize_to_uint8(images, size: int):
     return ops.cast(ops.round(ops.clip(resized, 0, 255)), "uint8")
 
 
-def translate(generator: keras.Model, images, size: int, tta: bool = False):
+def translate(generator: keras.Model, images, size: int | None, tta: bool = False):
     """uint8 [N, H, W, 3] photos -> uint8 [N, H, W, 3] paintings (a tensor of the backend).
 
     Photos are resized to the generator's `size` as training resized them (`PHOTO_RESIZE`,
-    rounded to uint8), and the paintings back to H x W (bilinear). With `tta` (test-time
-    augmentation) each painting is the mean of the photo's painting and the mirrored
-    painting of its mirror image.
+    rounded to uint8), and the paintings back to H x W (bilinear); with `size` None they are
+    painted as they are (H and W multiples of the training size, by a generator that takes
+    them: `networks.any_size_copy`). With `tta` (test-time augmentation) each painting is
+    the mean of the photo's painting and the mirrored painting of its mirror image.
     """
     images = ops.convert_to_tensor(images)
     height, width = images.shape[1], images.shape[2]
-    same_size = height == size and width == size  # known only outside a traced SavedModel
+    # `same_size` is known only outside a traced SavedModel
+    same_size = size is None or (height == size and width == size)
     if not same_size:
         shape = ops.shape(images)
         height, width = shape[1], shape[2]
@@ -65,6 +72,16 @@ def translate(generator: keras.Model, images, size: int, tta: bool = False):
     if not same_size:
         paintings = _resize_to(paintings, height, width)
     return to_uint8(paintings)
+
+
+def export_generator(generator: keras.Model, config: Config) -> tuple[keras.Model, int | None]:
+    """What the export paints EXPORT_SIZE photos with, and the `size` to `translate` at: with
+    `config.export_mode` 'full', a copy of `generator` painting each photo at its own
+    resolution (size None); with 'resize', or at 256 px where both are the same, `generator`
+    at the training size."""
+    if config.export_mode == "full" and config.image_size < EXPORT_SIZE:
+        return networks.any_size_copy(generator, config), None
+    return generator, config.image_size
 
 
 def sample_grid(generator: keras.Model, photos: np.ndarray, tile: int = 128) -> np.ndarray:

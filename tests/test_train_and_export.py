@@ -5,16 +5,18 @@ import re
 import subprocess
 import sys
 import zipfile
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import random_images
 
-from monet_gan import artifacts, run_folder, train
+from monet_gan import artifacts, callbacks, run_folder, train
 from monet_gan import config as config_lib
 from monet_gan.errors import DataError, RunError
-from monet_gan.translation import translate
+from monet_gan.networks import any_size_copy
+from monet_gan.translation import export_generator, translate
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +109,59 @@ def test_export_of_a_folder_of_images_of_any_size(run, tiny_config, tmp_path):
     assert artifacts.write_images_zip(model.photo_to_monet, tiny_config, str(folder), out) == 3
     with zipfile.ZipFile(out) as archive:
         assert sorted(archive.namelist()) == ["p0.jpg", "p1.jpg", "p2.jpg"]
+
+
+@pytest.mark.parametrize("mode", ["full", "resize"])
+def test_images_zip_paints_as_export_mode_says(run, tiny_config, tmp_path, monkeypatch, mode):
+    """full: the 256 px photo in one pass of the 32 px generator's weights; resize: at 32 px
+    and back. The zip gets its own mode's paintings, not the other's."""
+    _, model = run
+    photos = random_images(2, 256, seed=7)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, photo in enumerate(photos):
+        (folder / f"p{i}.png").write_bytes(tf.io.encode_png(photo).numpy())
+    written = {}
+    monkeypatch.setattr(artifacts, "write_zip",
+                        lambda images, count, out: written.update((name, image) for image, name in images) or count)
+    config = tiny_config.replace(export_mode=mode)
+    assert artifacts.write_images_zip(model.photo_to_monet, config, str(folder), tmp_path / "x.zip") == 2
+    exported = np.stack([written[f"p{i}"] for i in range(2)]).astype(int)
+    generator, size = export_generator(model.photo_to_monet, config)
+    assert (size is None) == (mode == "full") and (generator is model.photo_to_monet) == (mode == "resize")
+    painted = {"full": translate(any_size_copy(model.photo_to_monet, config), photos, None),
+               "resize": translate(model.photo_to_monet, photos, config.image_size)}
+    difference = {name: np.abs(exported - paintings.numpy()).max() for name, paintings in painted.items()}
+    other = "resize" if mode == "full" else "full"
+    assert difference[mode] <= 1 < difference[other], difference  # 1: float rounding of a compiled graph
+
+
+def test_fid_during_training_scores_the_paintings_the_export_makes(run, tiny_config, monkeypatch, tmp_path):
+    """The best checkpoint by FID is chosen on the paintings images.zip would hold."""
+    _, model = run
+    photos = random_images(2, 256, seed=9)
+    scored = []
+    monkeypatch.setattr(callbacks.scores, "inception_features",
+                        lambda paintings, progress: scored.append(paintings) or np.zeros((2, 4)))
+    monkeypatch.setattr(callbacks.scores, "score", lambda *features: {"fid": 1.0, "mifid": 1.0})
+    for mode in ("full", "resize"):
+        config = tiny_config.replace(export_mode=mode)
+        callback = callbacks.FidCallback(1, photos, None, config, SimpleNamespace(save=lambda **_: None),
+                                         tmp_path / f"{mode}.json")
+        callback.set_model(model)
+        callback.on_epoch_end(0, {})
+        generator, size = export_generator(model.photo_to_monet, config)
+        np.testing.assert_allclose(scored[-1], translate(generator, photos, size).numpy(), atol=1)
+    assert np.abs(scored[0].astype(int) - scored[1].astype(int)).max() > 1  # the modes paint differently
+
+
+def test_the_full_export_copy_paints_what_the_generator_paints_at_its_own_size(run, tiny_config):
+    _, model = run
+    copy = any_size_copy(model.photo_to_monet, tiny_config)
+    photos = random_images(2, 32, seed=8)
+    np.testing.assert_allclose(copy(photos / 127.5 - 1, training=False),
+                               model.photo_to_monet(photos / 127.5 - 1, training=False), atol=1e-5)
+    assert copy(np.zeros((1, 64, 96, 3)), training=False).shape == (1, 64, 96, 3)
 
 
 def test_export_of_a_folder_without_photos_is_a_clear_error(run, tiny_config, tmp_path):
