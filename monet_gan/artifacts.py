@@ -199,17 +199,19 @@ def load_generator(run_dir: Path, config: Config, which: str | None = None) -> k
 def export_run(run_dir: str | Path, generator: keras.Model | None = None,
                photos: str | None = None, out: str | Path | None = None,
                saved_model: str | Path | None = None, on_bad_record: str | None = None,
-               checkpoint: str | None = None, tta: bool | None = None) -> dict:
+               checkpoint: str | None = None, tta: bool | None = None, mode: str | None = None) -> dict:
     """Writes the run's images.zip and SavedModel; returns where, how many and how fast.
 
     Defaults: the run's best or newest checkpoint (its export_checkpoint), the photos of its
-    data folder, the run's on_bad_record and export_tta, RUN_DIR/images.zip and
+    data folder, the run's on_bad_record, export_tta and export_mode, RUN_DIR/images.zip and
     RUN_DIR/saved_model.
     """
     run_dir = Path(run_dir)
     config = run_folder.load_run_config(run_dir)
     if tta is not None:
         config = config.replace(export_tta=tta)
+    if mode is not None:
+        config = config.replace(export_mode=mode)
     photos = photos or data_folder.domain_folder(
         data_folder.resolve_data_dir(config.data_dir, inputs.isdir), "photo", inputs.isdir)
     # Errors name the flag that chose a place; the run folder's own places need none.

@@ -206,7 +206,16 @@ def test_cli_trains_resumes_and_exports(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     with zipfile.ZipFile(out) as archive:
         assert len(archive.namelist()) == 10
+        full = {name: archive.read(name) for name in archive.namelist()}
     assert (tmp_path / "generator" / "saved_model.pb").exists()
+    # --mode resize paints at the run's 32 px and back instead of at 256 (the run's export_mode: full)
+    result = cli("monet_gan.export", str(run_dir), "--out", str(out), "--saved-model", str(tmp_path / "generator"),
+                 "--mode", "resize")
+    assert result.returncode == 0, result.stderr
+    with zipfile.ZipFile(out) as archive:
+        assert sorted(archive.namelist()) == sorted(full)
+        assert all(archive.read(name) != painting for name, painting in full.items())
+    assert run_folder.load_run_config(run_dir).export_mode == "full"
 
 
 def test_cli_dry_run_prints_the_resolved_config_and_exits(tmp_path):
