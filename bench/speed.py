@@ -1,6 +1,6 @@
 """Speed and memory of monet_gan against the public tutorial's way, on this machine.
 
-    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|roofline|jax|export|data]
+    python bench/speed.py [--size 256] [--quick] [--only train|train_memory|roofline|jax|export|export_modes|data]
                           [--export-photos 300] [--export-rounds 3] [--export-baselines both|defaults]
                           [--memory-rounds 5]
 
@@ -16,6 +16,10 @@ defaults (on this AVX2 CPU: off); monet_gan turns them on when it is imported (s
 monet_gan/__init__.py). Rows marked "oneDNN on" run the baseline with them too, which isolates
 what the code itself gains; the row "monet_gan as shipped" times each as it runs by default, in
 processes of their own.
+
+`--only export_modes --size 128` times the export of a run trained below 256 px both ways it
+paints the 256 px photos (`--export-mode`): at 256 in one pass (full, the default) against at
+the training size and back (resize), each in processes of its own, alternating.
 
 The row "JAX step vs TensorFlow step" times monet_gan's step under Keras' JAX backend
 (`steps.JaxStep`, one jit-compiled function) against the same step as shipped under TensorFlow,
@@ -184,14 +188,14 @@ def measure_roofline(size: int, repeats: int) -> dict:
             "matmul_gflop_per_s": 2 * 2048**3 / seconds / 1e9}
 
 
-def measure_export(kind: str, size: int, count: int) -> dict:
+def measure_export(kind: str, size: int, count: int, mode: str = "full") -> dict:
     import keras
 
     from monet_gan import artifacts, config, networks
     from tutorial_baseline import tutorial_export
 
     keras.utils.set_random_seed(0)
-    cfg = config.kaggle().replace(image_size=size)
+    cfg = config.kaggle().replace(image_size=size, export_mode=mode)
     generator = networks.build_generator(cfg)
     photos = photos_uint8(count, 256)
     with tempfile.TemporaryDirectory() as workdir:
@@ -253,7 +257,7 @@ def in_subprocess(name: str, onednn: bool, backend: str = "tensorflow", **kwargs
 MEASURES = {"train": measure_train, "train_alone": measure_train_alone, "roofline": measure_roofline,
             "jax": measure_jax_train_alone,
             "train_memory": measure_train_memory,
-            "export": measure_export, "data": measure_data}
+            "export": measure_export, "export_modes": measure_export, "data": measure_data}
 
 
 def main() -> int:
@@ -369,6 +373,16 @@ def main() -> int:
         if "baseline, oneDNN on" in median:
             row(f"export, {export_count} photos (baseline with oneDNN on too)",
                 median["baseline, oneDNN on"], median["ours"])
+    if args.only == "export_modes":  # not in the default run: a question of runs below 256 px
+        modes = {"resize": [], "full": []}
+        for _ in range(export_rounds):
+            for mode, runs in modes.items():
+                runs.append(in_subprocess("export", onednn=True, kind="ours", size=args.size,
+                                          count=export_count, mode=mode))
+        median = {mode: {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
+                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)} for mode, runs in modes.items()}
+        row(f"export of a {args.size} px run, {export_count} photos: --export-mode full (one 256 px pass; "
+            "the \"baseline\" column: resize, at the training size and back)", median["resize"], median["full"])
     if args.only in (None, "data"):
         row("data pipeline (decode, augment, batch)", None,
             in_subprocess("data", onednn=True, size=args.size, batches=50 if args.quick else 300))
