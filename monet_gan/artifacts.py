@@ -22,12 +22,11 @@ from monet_gan import checkpoints, data_folder, inputs, networks, run_folder, st
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
-from monet_gan.translation import export_generator, resize_to_uint8, translate
+from monet_gan.translation import SUBMISSION_SIZE, export_generator, resize_to_uint8, translate
 
 if keras.backend.backend() == "tensorflow":  # the SavedModel is TensorFlow's
     import tensorflow as tf
 
-SUBMISSION_SIZE = 256  # the competition wants 256x256 JPEGs
 JPEG_QUALITY = 95
 
 

@@ -11,7 +11,7 @@ from keras import ops
 from monet_gan import networks
 from monet_gan.config import Config
 
-EXPORT_SIZE = 256  # the competition's paintings, and the largest training size
+SUBMISSION_SIZE = 256  # the competition wants 256x256 JPEGs; also the largest training size
 
 # How photos are resized to the generator's size: area averaging, as `data.resize_to_uint8`
 # resizes training records, under TensorFlow; JAX has no area resize, so there an antialiased
@@ -75,11 +75,11 @@ def translate(generator: keras.Model, images, size: int | None, tta: bool = Fals
 
 
 def export_generator(generator: keras.Model, config: Config) -> tuple[keras.Model, int | None]:
-    """What the export paints EXPORT_SIZE photos with, and the `size` to `translate` at: with
+    """What the export paints SUBMISSION_SIZE photos with, and the `size` to `translate` at: with
     `config.export_mode` 'full', a copy of `generator` painting each photo at its own
     resolution (size None); with 'resize', or at 256 px where both are the same, `generator`
     at the training size."""
-    if config.export_mode == "full" and config.image_size < EXPORT_SIZE:
+    if config.export_mode == "full" and config.image_size < SUBMISSION_SIZE:
         return networks.any_size_copy(generator, config), None
     return generator, config.image_size
 
