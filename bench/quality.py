@@ -594,6 +594,8 @@ def main() -> int:
         against += (f", which pass through the same {args.export_size} -> {args.size} -> "
                     f"{args.export_size} px chain")
     length = args.time_budget or (f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps")
+    if args.score_only:  # as the runs trained, not as this command's flags say
+        length = "/".join(sorted({str(r.get("steps_done", "?")) for r in rows}, key=lambda n: (len(n), n))) + " steps"
     report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "
               f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "
