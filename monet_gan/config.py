@@ -252,9 +252,10 @@ def kaggle() -> Config:
 def laptop() -> Config:
     """The best paintings measured from 40 minutes of a 2-core CPU without an accelerator
     (bench/QUALITY.md, "Laptop budget"): the `kaggle` recipe at 128 px, about 4200 steps in
-    that time; training stops when the time budget is spent and the paintings are exported
-    at 256 px. `--time-budget` sets another budget. (Half the width with LSGAN trains three
-    times the steps in that time and painted less like Monet.)"""
+    that time; training stops when the time budget is spent and the photos are painted at
+    256 px with the 128 px weights (export_mode 'full'). `--time-budget` sets another budget.
+    (Half the width with LSGAN trains three times the steps in that time and painted less
+    like Monet.)"""
     return Config(image_size=128, epochs=1000, time_budget="40m")
 
 
