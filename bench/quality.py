@@ -470,6 +470,8 @@ def beat_the_tutorial(gains: dict[str, float], spreads: dict[str, float]) -> lis
 
 
 def main() -> int:
+    from monet_gan.config import EXPORT_MODES
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the competition data folder")
     parser.add_argument("--size", type=int, default=64, help="training image size")
@@ -483,7 +485,7 @@ def main() -> int:
                              "../shared/data/monet_validation); none: hold 60 of the 300 out")
     parser.add_argument("--export-size", type=int,
                         help="paintings scored at this size (default: 256 with --validation, else --size)")
-    parser.add_argument("--export-mode", choices=("full", "resize"), default="full",
+    parser.add_argument("--export-mode", choices=EXPORT_MODES, default="full",
                         help="below --export-size: paint each photo at that size (full, as images.zip "
                              "does by default) or at --size and back (resize; the references too)")
     parser.add_argument("--time-budget", help="train each run for this wall time (e.g. 40m) instead of --steps")
@@ -595,7 +597,7 @@ def main() -> int:
                     f"{args.export_size} px chain")
     length = args.time_budget or (f"{args.epochs} epochs" if args.epochs else f"{args.steps} steps")
     if args.score_only:  # as the runs trained, not as this command's flags say
-        length = "/".join(sorted({str(r.get("steps_done", "?")) for r in rows}, key=lambda n: (len(n), n))) + " steps"
+        length = "/".join(str(n) for n in sorted({r["steps_done"] for r in rows})) + " steps"
     report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "
               f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "

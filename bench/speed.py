@@ -215,6 +215,12 @@ def measure_export(kind: str, size: int, count: int, mode: str = "full") -> dict
     return {"images_per_s": written / seconds, "images": written, "peak_rss_mib": peak_rss_mib()}
 
 
+def median_export(runs: list[dict]) -> dict:
+    """Export rounds of one kind: their median images/s and largest peak RSS."""
+    return {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
+
+
 def write_photo_records(photos, path: Path):
     import tensorflow as tf
 
@@ -365,9 +371,7 @@ def main() -> int:
             for kind, onednn in kinds:
                 rounds[kind].append(in_subprocess("export", onednn=onednn, kind=kind.split(",")[0],
                                                   size=args.size, count=export_count))
-        median = {kind: {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
-                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)}
-                  for kind, runs in rounds.items()}
+        median = {kind: median_export(runs) for kind, runs in rounds.items()}
         row(f"export, {export_count} photos (baseline with TensorFlow's defaults)",
             median["baseline"], median["ours"])
         if "baseline, oneDNN on" in median:
@@ -379,8 +383,7 @@ def main() -> int:
             for mode, runs in modes.items():
                 runs.append(in_subprocess("export", onednn=True, kind="ours", size=args.size,
                                           count=export_count, mode=mode))
-        median = {mode: {"images_per_s": statistics.median(r["images_per_s"] for r in runs),
-                         "peak_rss_mib": max(r["peak_rss_mib"] for r in runs)} for mode, runs in modes.items()}
+        median = {mode: median_export(runs) for mode, runs in modes.items()}
         row(f"export of a {args.size} px run, {export_count} photos: --export-mode full (one 256 px pass; "
             "the \"baseline\" column: resize, at the training size and back)", median["resize"], median["full"])
     if args.only in (None, "data"):
