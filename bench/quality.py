@@ -71,6 +71,8 @@ VARIANTS = {
     # The `kaggle` preset (augmentation on) without the identity loss's pull towards the photo
     "augment_identity0": {"augment": True, "identity_weight": 0.0},
     "tta": {"augment": False, "export_tta": True},
+    # The `laptop` preset trained on 128 px windows of the 256 px images: the scale it paints at
+    "crops": {"augment": True, "crops": True},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")

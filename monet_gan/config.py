@@ -62,6 +62,9 @@ class Config:
         flag="--data")
     image_size: int = setting(256, "side of the square training images: a power of two, 32..256")
     augment: bool = setting(True, "random flip and 12% resize-and-crop jitter of both domains")
+    crops: bool = setting(
+        False, "below 256 px: train on random image_size windows of the 256 px images, at the scale "
+        "images.zip paints them (export_mode full), instead of on the whole images resized down")
     shuffle_buffer: int = setting(2048, "photos shuffled across this many records", minimum=1)
     on_bad_record: str = setting(
         "fail", "an unusable record or image: fail (stop, naming it) or skip it (counted)",

@@ -5,8 +5,9 @@ of the competition's layouts, to endless (photo, Monet) batches of numpy arrays.
 with numpy and Pillow: every image checked first (`numpy_images.ImageSet`, `--on-bad-record`),
 centre-cropped to a square and area-resized once, then kept in memory; each domain shuffled and
 repeated on its own, so that every epoch pairs the paintings with other photos; a random flip
-and the 12% resize-and-crop jitter; and a sequence that depends on the seed alone, so that
-`--resume` continues with the batches an uninterrupted run would have drawn.
+and the 12% resize-and-crop jitter; with `--crops`, a random window of the 256 px image; and a
+sequence that depends on the seed alone, so that `--resume` continues with the batches an
+uninterrupted run would have drawn.
 
 The batches are other (equally random) ones than `tf.data` draws: each pass over a domain is a
 permutation of all of it (a shuffle buffer as large as the set), and the image at place k of a
@@ -85,12 +86,19 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return image[top:top + size, left:left + size]
 
 
+def window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `size` x `size` window of a square uint8 image."""
+    top, left = rng.integers(0, image.shape[0] - size + 1, size=2)
+    return image[top:top + size, left:left + size]
+
+
 class _Domain:
     """One domain's endless sequence: image k is the (k mod N)-th of pass k // N's permutation,
-    augmented with the random numbers of (seed, k)."""
+    augmented with the random numbers of (seed, k), and cut to a `crop` window with those of
+    (seed, k) too (crop None: the images are already at the training size)."""
 
-    def __init__(self, images: np.ndarray, seed: int, augmented: bool):
-        self.images, self.seed, self.augmented = images, seed, augmented
+    def __init__(self, images: np.ndarray, seed: int, augmented: bool, crop: int | None = None):
+        self.images, self.seed, self.augmented, self.crop = images, seed, augmented, crop
 
     @functools.lru_cache(maxsize=4)
     def order(self, n_pass: int) -> np.ndarray:
@@ -101,6 +109,8 @@ class _Domain:
         image = self.images[self.order(n_pass)[place]]
         if self.augmented:
             image = augment(image, np.random.default_rng([self.seed, 1, k]))
+        if self.crop:
+            image = window(image, self.crop, np.random.default_rng([self.seed, 2, k]))
         return to_float(image)
 
 
@@ -109,7 +119,9 @@ def training_batches(config: Config, global_batch_size: int, start_step: int = 0
     """Endless (photos, Monets) float32 [global batch, size, size, 3] pairs, from training
     step `start_step` on. `sets` defaults to `training_sets(config, global_batch_size)`."""
     photos, monets = sets or training_sets(config, global_batch_size)
-    domains = [_Domain(square_arrays(image_set, config.image_size), seed, config.augment)
+    crop = config.image_size if config.crops and config.image_size < data_folder.RECORD_SIZE else None
+    stored_size = data_folder.RECORD_SIZE if crop else config.image_size
+    domains = [_Domain(square_arrays(image_set, stored_size), seed, config.augment, crop)
                for image_set, seed in ((photos, config.seed), (monets, config.seed + 1))]
 
     def batch(step: int) -> tuple[np.ndarray, np.ndarray]:

@@ -4,7 +4,8 @@
 A data folder holds `monet_tfrec/` and `photo_tfrec/` (TFRecords) or `monet_jpg/` and
 `photo_jpg/` (JPEG or PNG files of any size, centre-cropped to a square); the competition ships
 both. Every image is checked first (`image_sets.ImageSet`, `--on-bad-record`). Pipelines run:
-read -> decode -> resize -> cache -> shuffle/repeat -> augment -> batch -> prefetch.
+read -> decode -> resize -> cache -> shuffle/repeat -> augment -> batch -> prefetch. With
+`--crops` the images are kept at 256 px and each training image is a random window of one.
 """
 
 import numpy as np
@@ -55,18 +56,24 @@ def augment(image: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
 
 
 def domain_dataset(image_set: ImageSet, size: int, augmented: bool, shuffle_buffer: int, seed: int,
-                   start: int = 0):
+                   start: int = 0, crops: bool = False):
     """Endless shuffled float [-1, 1] images of one domain, cached after decoding, from its
-    `start`-th image on. The sequence depends on `seed` only, so a run resumed at image
-    `start` sees exactly what an uninterrupted one would have."""
-    images = square_images(image_set, size).cache()
+    `start`-th image on: the whole images at `size`, or with `crops` random `size` windows of
+    the images at 256 px (augmented first at 256). The sequence depends on `seed` only, so a run
+    resumed at image `start` sees exactly what an uninterrupted one would have."""
+    crops = crops and size < data_folder.RECORD_SIZE
+    images = square_images(image_set, data_folder.RECORD_SIZE if crops else size).cache()
     images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     # Skipping costs no decoding after the first pass (the cache) and no augmentation.
     images = images.enumerate().skip(start)
 
     def prepare(index, image):
-        image = data.to_float(image)
-        return augment(image, tf.stack([tf.constant(seed, tf.int64), index])) if augmented else image
+        image, image_seed = data.to_float(image), tf.stack([tf.constant(seed, tf.int64), index])
+        image = augment(image, image_seed) if augmented else image
+        if not crops:
+            return image
+        window_seed = tf.random.experimental.stateless_fold_in(image_seed, 1)
+        return tf.image.stateless_random_crop(image, [size, size, 3], window_seed)
 
     return images.map(prepare, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -80,7 +87,7 @@ def training_dataset(config: Config, global_batch_size: int, start_step: int = 0
     `training_sets(config, global_batch_size)`.
     """
     photos, monets = sets or training_sets(config, global_batch_size)
-    options = dict(size=config.image_size, augmented=config.augment,
+    options = dict(size=config.image_size, augmented=config.augment, crops=config.crops,
                    shuffle_buffer=config.shuffle_buffer, start=start_step * global_batch_size)
     pairs = tf.data.Dataset.zip(domain_dataset(photos, seed=config.seed, **options),
                                 domain_dataset(monets, seed=config.seed + 1, **options))

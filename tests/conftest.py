@@ -16,6 +16,19 @@ def random_images(count: int, size: int = 256, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
 
+def window_places(windows: np.ndarray, images: np.ndarray) -> list[tuple[int, int, int] | None]:
+    """For each uint8 window, (image index, top, left) of a place in `images` that holds it
+    exactly, or None."""
+    size = windows.shape[1]
+    places = []
+    for window in windows:
+        corners = np.argwhere((images[:, :images.shape[1] - size + 1, :images.shape[2] - size + 1]
+                               == window[0, 0]).all(axis=-1))
+        places.append(next((tuple(int(x) for x in (i, top, left)) for i, top, left in corners
+                            if (images[i, top:top + size, left:left + size] == window).all()), None))
+    return places
+
+
 def write_records(path, images=None, features=None):
     """Writes a TFRecord file of competition-style examples.
 

@@ -2,6 +2,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from conftest import window_places
+
 from monet_gan import config as config_lib
 from monet_gan import data, pipeline
 from monet_gan.errors import DataError
@@ -43,6 +45,20 @@ def test_augmentation_keeps_shape_and_range(tiny_config):
     photos, monets = next(iter(pipeline.training_dataset(tiny_config.replace(augment=True), 2)))
     assert photos.shape == (2, 32, 32, 3)
     assert -1.0 <= float(tf.reduce_min(monets)) and float(tf.reduce_max(monets)) <= 1.0
+
+
+def test_crops_are_windows_of_the_full_size_images_drawn_anew_each_pass(tiny_config):
+    """--crops: 32 px windows of the 256 px images at their own scale, not the images resized."""
+    config = tiny_config.replace(crops=True, augment=False)
+    photos, monets = pipeline.training_sets(config, 1)
+    full_size = pipeline.square_arrays(monets, 256)
+    windows = [data.to_uint8(m[0]).numpy() for _, m in pipeline.training_dataset(config, 1).take(12)]
+    places = window_places(np.stack(windows), full_size)
+    assert None not in places
+    assert sorted(i for i, _, _ in places[:6]) == list(range(6))  # each painting once per pass
+    assert len({(top, left) for _, top, left in places}) > 6  # at random places
+    resumed = next(iter(pipeline.training_dataset(config, 1, start_step=7)))[1]
+    np.testing.assert_array_equal(data.to_uint8(resumed[0]), windows[7])
 
 
 def test_globs_and_folders_are_accepted(data_dir):

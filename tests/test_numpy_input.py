@@ -8,7 +8,7 @@ import itertools
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import random_images, write_records
+from conftest import random_images, window_places, write_records
 from PIL import Image
 
 from monet_gan import config as config_lib
@@ -132,8 +132,10 @@ def test_batches_pair_shuffled_passes_of_each_domain(sets):
     assert not np.array_equal(first_pass, second)  # reshuffled
 
 
-def test_a_resumed_pipeline_draws_the_batches_of_an_uninterrupted_one(sets):
+@pytest.mark.parametrize("crops", [False, True])
+def test_a_resumed_pipeline_draws_the_batches_of_an_uninterrupted_one(sets, crops):
     config, pair = sets
+    config = config.replace(crops=crops)
     whole = list(itertools.islice(numpy_pipeline.training_batches(config, 2, sets=pair), 7))
     resumed = list(itertools.islice(numpy_pipeline.training_batches(config, 2, start_step=4, sets=pair), 3))
     for (p, m), (p2, m2) in zip(whole[4:], resumed, strict=True):
@@ -141,6 +143,19 @@ def test_a_resumed_pipeline_draws_the_batches_of_an_uninterrupted_one(sets):
         np.testing.assert_array_equal(m, m2)
     again = next(numpy_pipeline.training_batches(config.replace(seed=1), 2, sets=pair))
     assert not np.array_equal(again[0], whole[0][0])
+
+
+def test_crops_are_windows_of_the_full_size_images(sets):
+    """--crops: 32 px windows of the 256 px images at their own scale, not the images resized."""
+    config, (photos, monets) = sets
+    config = config.replace(crops=True, augment=False)
+    batches = itertools.islice(numpy_pipeline.training_batches(config, 2, sets=(photos, monets)), 3)
+    windows = np.concatenate([m for _, m in batches])
+    assert windows.shape == (6, 32, 32, 3)
+    places = window_places(np.round((windows + 1) * 127.5).astype(np.uint8),
+                           numpy_pipeline.square_arrays(monets, 256))
+    assert sorted(i for i, _, _ in places) == list(range(6))  # each painting once per pass
+    assert len({(top, left) for _, top, left in places}) > 1
 
 
 def test_augmentation_flips_and_jitters_within_the_image():
