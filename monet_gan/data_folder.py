@@ -69,6 +69,12 @@ def check_enough_paintings(monets, global_batch_size: int) -> None:
         )
 
 
+def stored_size(image_size: int, crops: bool) -> int:
+    """The side at which a training pipeline keeps its images: the training size, or with
+    `--crops` below 256 px the full 256, for random windows of the training size."""
+    return RECORD_SIZE if crops and image_size < RECORD_SIZE else image_size
+
+
 def check_policy(on_bad_record: str) -> None:
     if on_bad_record not in BAD_RECORD_POLICIES:
         raise DataError(f"--on-bad-record must be one of {', '.join(BAD_RECORD_POLICIES)}. "

@@ -73,6 +73,12 @@ def to_float(images: np.ndarray) -> np.ndarray:
     return images.astype(np.float32) / 127.5 - 1.0
 
 
+def window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random `size` x `size` window of a square uint8 image."""
+    top, left = rng.integers(0, image.shape[0] - size + 1, size=2)
+    return image[top:top + size, left:left + size]
+
+
 def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """uint8 [size, size, 3] -> the same, flipped left-right half the time, enlarged by 12%
     (bilinear) and cropped back at a random place."""
@@ -82,14 +88,7 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     enlarged = int(size * JITTER)
     image = np.asarray(Image.fromarray(np.ascontiguousarray(image)).resize(
         (enlarged, enlarged), Image.Resampling.BILINEAR))
-    top, left = rng.integers(0, enlarged - size + 1, size=2)
-    return image[top:top + size, left:left + size]
-
-
-def window(image: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random `size` x `size` window of a square uint8 image."""
-    top, left = rng.integers(0, image.shape[0] - size + 1, size=2)
-    return image[top:top + size, left:left + size]
+    return window(image, size, rng)
 
 
 class _Domain:
@@ -119,9 +118,9 @@ def training_batches(config: Config, global_batch_size: int, start_step: int = 0
     """Endless (photos, Monets) float32 [global batch, size, size, 3] pairs, from training
     step `start_step` on. `sets` defaults to `training_sets(config, global_batch_size)`."""
     photos, monets = sets or training_sets(config, global_batch_size)
-    crop = config.image_size if config.crops and config.image_size < data_folder.RECORD_SIZE else None
-    stored_size = data_folder.RECORD_SIZE if crop else config.image_size
-    domains = [_Domain(square_arrays(image_set, stored_size), seed, config.augment, crop)
+    stored = data_folder.stored_size(config.image_size, config.crops)
+    crop = config.image_size if stored != config.image_size else None
+    domains = [_Domain(square_arrays(image_set, stored), seed, config.augment, crop)
                for image_set, seed in ((photos, config.seed), (monets, config.seed + 1))]
 
     def batch(step: int) -> tuple[np.ndarray, np.ndarray]:

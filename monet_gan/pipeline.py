@@ -61,8 +61,8 @@ def domain_dataset(image_set: ImageSet, size: int, augmented: bool, shuffle_buff
     `start`-th image on: the whole images at `size`, or with `crops` random `size` windows of
     the images at 256 px (augmented first at 256). The sequence depends on `seed` only, so a run
     resumed at image `start` sees exactly what an uninterrupted one would have."""
-    crops = crops and size < data_folder.RECORD_SIZE
-    images = square_images(image_set, data_folder.RECORD_SIZE if crops else size).cache()
+    stored = data_folder.stored_size(size, crops)
+    images = square_images(image_set, stored).cache()
     images = images.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     # Skipping costs no decoding after the first pass (the cache) and no augmentation.
     images = images.enumerate().skip(start)
@@ -70,7 +70,7 @@ def domain_dataset(image_set: ImageSet, size: int, augmented: bool, shuffle_buff
     def prepare(index, image):
         image, image_seed = data.to_float(image), tf.stack([tf.constant(seed, tf.int64), index])
         image = augment(image, image_seed) if augmented else image
-        if not crops:
+        if stored == size:
             return image
         window_seed = tf.random.experimental.stateless_fold_in(image_seed, 1)
         return tf.image.stateless_random_crop(image, [size, size, 3], window_seed)
