@@ -93,11 +93,11 @@ def augment(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 class _Domain:
     """One domain's endless sequence: image k is the (k mod N)-th of pass k // N's permutation,
-    augmented with the random numbers of (seed, k), and cut to a `crop` window with those of
-    (seed, k) too (crop None: the images are already at the training size)."""
+    augmented with the random numbers of (seed, 1, k), and where the images are larger than
+    the training `size` (`--crops`), cut to a `size` window with those of (seed, 2, k)."""
 
-    def __init__(self, images: np.ndarray, seed: int, augmented: bool, crop: int | None = None):
-        self.images, self.seed, self.augmented, self.crop = images, seed, augmented, crop
+    def __init__(self, images: np.ndarray, seed: int, augmented: bool, size: int):
+        self.images, self.seed, self.augmented, self.size = images, seed, augmented, size
 
     @functools.lru_cache(maxsize=4)
     def order(self, n_pass: int) -> np.ndarray:
@@ -108,8 +108,8 @@ class _Domain:
         image = self.images[self.order(n_pass)[place]]
         if self.augmented:
             image = augment(image, np.random.default_rng([self.seed, 1, k]))
-        if self.crop:
-            image = window(image, self.crop, np.random.default_rng([self.seed, 2, k]))
+        if len(image) > self.size:
+            image = window(image, self.size, np.random.default_rng([self.seed, 2, k]))
         return to_float(image)
 
 
@@ -119,8 +119,7 @@ def training_batches(config: Config, global_batch_size: int, start_step: int = 0
     step `start_step` on. `sets` defaults to `training_sets(config, global_batch_size)`."""
     photos, monets = sets or training_sets(config, global_batch_size)
     stored = data_folder.stored_size(config.image_size, config.crops)
-    crop = config.image_size if stored != config.image_size else None
-    domains = [_Domain(square_arrays(image_set, stored), seed, config.augment, crop)
+    domains = [_Domain(square_arrays(image_set, stored), seed, config.augment, config.image_size)
                for image_set, seed in ((photos, config.seed), (monets, config.seed + 1))]
 
     def batch(step: int) -> tuple[np.ndarray, np.ndarray]:
