@@ -79,6 +79,8 @@ VARIANTS = {
     "crops64": {"augment": True, "crops": True, "image_size": 64},
     "lr2x": {"augment": True, "learning_rate": 4e-4},
     "identity2.5": {"augment": True, "identity_weight": 2.5},
+    # The preset painting with a moving average of its generator's weights (momentum 0.999)
+    "average": {"augment": True, "generator_average": 0.999},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")

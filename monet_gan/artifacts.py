@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from PIL import Image
 
-from monet_gan import checkpoints, data_folder, inputs, networks, run_folder, steps
+from monet_gan import checkpoints, cyclegan, data_folder, inputs, networks, run_folder, steps
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
@@ -180,17 +180,26 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
 def load_generator(run_dir: Path, config: Config, which: str | None = None) -> keras.Model:
     """The photo -> Monet generator of the run's best checkpoint by FID (`which` 'best',
     when the run scored any) or newest one ('newest'); default: config.export_checkpoint.
-    A checkpoint that does not read back whole is passed over for the one before."""
+    A checkpoint that does not read back whole is passed over for the one before. With
+    config.generator_average, the generator holds the moving average of its weights."""
     with networks.float32_policy():  # exports compute in float32
         generator = networks.build_generator(config, name="photo_to_monet")
+        optimizer = None
+        if config.generator_average:  # it keeps the average
+            optimizer = cyclegan.make_optimizer(config, config.learning_rate, "photo_to_monet",
+                                                average=config.generator_average)
+            optimizer.build(generator.trainable_variables)
     folders = [run_dir / run_folder.CHECKPOINT_DIR]
     if (which or config.export_checkpoint) == "best":
         folders.insert(0, run_dir / run_folder.BEST_CHECKPOINT_DIR)
     for folder in folders:
-        wanted = checkpoints.generator_checkpoint(generator, folder)
+        wanted = checkpoints.generator_checkpoint(generator, folder, optimizer)
         restored = checkpoints.restore_newest(wanted, folder, partial=True, move_damaged=False)
         if restored:
-            print(f"Exporting the generator of {restored}.")
+            if optimizer is not None:
+                cyclegan.use_average(generator, optimizer)
+            average = " (the moving average of its weights)" if optimizer is not None else ""
+            print(f"Exporting the generator of {restored}{average}.")
             return generator
     raise RunError(f"{folders[-1]} holds no checkpoint: train the run first.")
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from monet_gan import checkpoints, inception, run_folder, scores
 from monet_gan.config import Config
-from monet_gan.cyclegan import LOSS_NAMES
+from monet_gan.cyclegan import LOSS_NAMES, averaged_weights
 from monet_gan.errors import WeightsError
 from monet_gan.figures import write_curves
 from monet_gan.files import write_atomically
@@ -41,7 +41,11 @@ class RunCallback(keras.callbacks.Callback):
         self.sample_photos = sample_photos
         self.chief = chief
         # uint8 image of the model's samples; default: the photos over their paintings
-        self.draw_samples = draw_samples or (lambda model: sample_grid(model.photo_to_monet, self.sample_photos))
+        self.draw_samples = draw_samples or self._draw_paintings
+
+    def _draw_paintings(self, model) -> np.ndarray:
+        with averaged_weights(model.photo_to_monet, model.photo_to_monet_optimizer) as generator:
+            return sample_grid(generator, self.sample_photos)
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -88,10 +92,11 @@ class FidCallback(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if (epoch + 1) % self.every:
             return
-        generator, size = export_generator(self.model.photo_to_monet, self.config)
-        paintings = np.concatenate([keras.ops.convert_to_numpy(
-            translate(generator, self.photos[i:i + 16], size, self.config.export_tta))
-            for i in range(0, len(self.photos), 16)])
+        with averaged_weights(self.model.photo_to_monet, self.model.photo_to_monet_optimizer) as trained:
+            generator, size = export_generator(trained, self.config)
+            paintings = np.concatenate([keras.ops.convert_to_numpy(
+                translate(generator, self.photos[i:i + 16], size, self.config.export_tta))
+                for i in range(0, len(self.photos), 16)])
         result = scores.score(scores.inception_features(paintings, progress=False), self.real_features)
         print(f"\nEpoch {epoch + 1}: FID {result['fid']:.2f}, MiFID {result['mifid']:.2f} "
               f"({len(paintings)} paintings)")

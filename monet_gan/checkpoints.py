@@ -1,6 +1,7 @@
 """A run's checkpoints: what they hold, when they are written, which one a resume uses.
 
-A checkpoint holds the four networks, their optimizers (moments and iteration count), the
+A checkpoint holds the four networks, their optimizers (moments and iteration count, and the
+moving average of the photo -> Monet generator's weights with `generator_average`), the
 random state of the generators' dropout and of DiffAugment, the fake-image history if one is
 used, and the training step. The data position follows
 from the step (the input pipeline is a function of the seed and the step, see
@@ -57,13 +58,17 @@ def make_checkpoint(model, step):
     return ArrayCheckpoint(parts)
 
 
-def generator_checkpoint(generator: keras.Model, directory: Path):
-    """A checkpoint holding the photo -> Monet generator alone, in the format of the
+def generator_checkpoint(generator: keras.Model, directory: Path, optimizer=None):
+    """A checkpoint holding the photo -> Monet generator alone (and its `optimizer`, when
+    given: where the moving average of its weights is kept), in the format of the
     checkpoints in `directory` (the export reads a JAX run's from TensorFlow too)."""
+    parts = {"photo_to_monet": generator}
+    if optimizer is not None:
+        parts["photo_to_monet_optimizer"] = optimizer
     arrays = any(Path(directory).glob(f"{CHECKPOINT_PREFIX}-*{ARRAY_SUFFIX}"))
     if keras.backend.backend() == "tensorflow" and not arrays:
-        return tf.train.Checkpoint(photo_to_monet=generator)
-    return ArrayCheckpoint({"photo_to_monet": generator})
+        return tf.train.Checkpoint(**parts)
+    return ArrayCheckpoint(parts)
 
 
 def make_manager(checkpoint, directory: Path, max_to_keep: int):

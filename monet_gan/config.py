@@ -101,6 +101,10 @@ class Config:
     history_size: int = setting(0, "older fakes kept per critic (the paper: 50); 0: none", minimum=0)
     lr_decay_start: float = setting(
         1.0, "fraction of the run after which the rate falls linearly to 0; 1: never", minimum=0.0, maximum=1.0)
+    generator_average: float = setting(
+        0.0, "momentum of a moving average of the photo -> Monet generator's weights (e.g. 0.999), "
+        "which the export, the sample grids and FID scores paint with; 0: they use the trained weights",
+        minimum=0.0, below=1.0)
     seed: int = setting(0, "seeds weights, shuffling, augmentation and dropout", minimum=0)
 
     # --- accelerators ---

@@ -151,6 +151,39 @@ def test_bad_technique_values_are_config_errors():
     for changes, message in [({"generator": "vit"}, "generator must be one of unet, resnet"),
                              ({"diffaugment": "color,blur"}, "diffaugment .* may name"),
                              ({"lr_decay_start": 1.5}, "lr_decay_start must be in"),
-                             ({"adversarial_loss": "wgan"}, "adversarial_loss must be one of")]:
+                             ({"adversarial_loss": "wgan"}, "adversarial_loss must be one of"),
+                             ({"generator_average": 1.0}, r"generator_average must be in \[0.0, 1.0\)")]:
         with pytest.raises(ConfigError, match=message):
             config_lib.tiny().replace(**changes)
+
+
+def test_the_generators_moving_average_is_what_samples_and_exports_paint(tiny_config, tmp_path):
+    config = tiny_config.replace(generator_average=0.5)
+    keras.utils.set_random_seed(0)
+    model = cyclegan.build_cyclegan(config)
+    generator, optimizer = model.photo_to_monet, model.photo_to_monet_optimizer
+    trained = []
+    for i in range(3):  # eager: tracing costs more than three tiny steps
+        model.train_step((images(seed=i), images(seed=10 + i)))
+        trained.append([w.numpy() for w in generator.trainable_weights])
+    # The first step starts the average at the weights; each later one moves it half way.
+    expected = [0.25 * a + 0.25 * b + 0.5 * c for a, b, c in zip(*trained)]
+    assert max(np.abs(e - w).max() for e, w in zip(expected, trained[-1])) > 1e-4
+    with cyclegan.averaged_weights(generator, optimizer) as averaged:
+        for weight, value in zip(averaged.trainable_weights, expected):
+            np.testing.assert_allclose(weight.numpy(), value, rtol=1e-5, atol=1e-7)
+    for weight, value in zip(generator.trainable_weights, trained[-1]):  # trained weights back
+        np.testing.assert_array_equal(weight.numpy(), value)
+
+    run_dir = tmp_path / "run"
+    run_folder.write_run_config(run_dir, config)
+    checkpoint = checkpoints.make_checkpoint(model, tf.Variable(3, dtype=tf.int64))
+    checkpoints.make_manager(checkpoint, run_dir / run_folder.CHECKPOINT_DIR, 1).save(checkpoint_number=3)
+    for painting_config, values in ((config, expected), (config.replace(generator_average=0.0), trained[-1])):
+        loaded = artifacts.load_generator(run_dir, painting_config)
+        for weight, value in zip(loaded.trainable_weights, values):
+            np.testing.assert_allclose(weight.numpy(), value, rtol=1e-5, atol=1e-7)
+    # Without the setting the optimizer keeps no average, and painting uses the weights.
+    plain = cyclegan.build_cyclegan(tiny_config)
+    assert not cyclegan.keeps_average(plain.photo_to_monet_optimizer)
+    assert len(plain.photo_to_monet_optimizer.variables) < len(optimizer.variables)
