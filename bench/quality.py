@@ -193,9 +193,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
                 workdir: Path) -> None:
     """Trains one variant (called in a fresh process) and writes, into `results`, a zip of
     JPEG paintings per stage (and per export-only variant built on it) and a JSON of timings."""
-    import tensorflow as tf
-
-    from monet_gan import checkpoints, run_folder, train
+    from monet_gan import checkpoints, cyclegan, run_folder, train
     from monet_gan.translation import export_generator
 
     if args.time_budget:  # epochs of the 300 paintings until the budget is spent; the last step scored
@@ -220,15 +218,18 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     photos = scored_photos(args)
     exports = {name: config.export_tta, **{derived: True for derived, base in EXPORT_ONLY.items()
                                if base == name and derived in args.variant_names}}
-    generator = model.photo_to_monet
+    generator, optimizer = model.photo_to_monet, model.photo_to_monet_optimizer
+    # With generator_average the optimizer keeps the average that images.zip paints with.
+    average = optimizer if cyclegan.keeps_average(optimizer) else None
     for step in checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR):
         path = run_dir / run_folder.CHECKPOINT_DIR / f"{checkpoints.CHECKPOINT_PREFIX}-{step}"
-        tf.train.Checkpoint(photo_to_monet=generator).restore(str(path)).expect_partial()
+        checkpoints.generator_checkpoint(generator, path.parent, average).restore(str(path)).expect_partial()
         stage = 0 if args.time_budget or args.epochs else step  # 0: the run's end (budget or epochs)
-        painter, size = export_generator(generator, config)  # as images.zip paints (--export-mode)
-        for export_name, tta in exports.items():
-            write_paintings(results / f"{run_name(export_name, seed)}-step{stage}.zip",
-                            painter, photos, size, tta)
+        with cyclegan.averaged_weights(generator, optimizer) as painting:
+            painter, size = export_generator(painting, config)  # as images.zip paints (--export-mode)
+            for export_name, tta in exports.items():
+                write_paintings(results / f"{run_name(export_name, seed)}-step{stage}.zip",
+                                painter, photos, size, tta)
     steps_done = max(checkpoints.checkpoint_steps(run_dir / run_folder.CHECKPOINT_DIR))
     timing = {"seconds_per_step": seconds_per_step(config, model), "train_seconds": train_seconds,
               "steps_done": steps_done, "export_mode": config.export_mode}
