@@ -322,5 +322,9 @@ def keeps_average(optimizer) -> bool:
 
 
 def use_average(network: keras.Model, optimizer) -> None:
-    """Overwrites `network`'s weights with the moving average `optimizer` keeps of them."""
-    getattr(optimizer, "inner_optimizer", optimizer).finalize_variable_values(network.trainable_variables)
+    """Overwrites `network`'s weights with the moving average `optimizer` keeps of them, once
+    it has taken a step (the average starts at the weights of its first update; before it, it
+    holds zeros: a run saved before any step, or whose first float16 steps were all skipped)."""
+    inner = getattr(optimizer, "inner_optimizer", optimizer)
+    if int(ops.convert_to_numpy(inner.iterations)) > 0:
+        inner.finalize_variable_values(network.trainable_variables)

@@ -162,6 +162,10 @@ def test_the_generators_moving_average_is_what_samples_and_exports_paint(tiny_co
     keras.utils.set_random_seed(0)
     model = cyclegan.build_cyclegan(config)
     generator, optimizer = model.photo_to_monet, model.photo_to_monet_optimizer
+    initial = [w.numpy() for w in generator.trainable_weights]
+    with cyclegan.averaged_weights(generator, optimizer) as averaged:  # no step yet: no average
+        for weight, value in zip(averaged.trainable_weights, initial):
+            np.testing.assert_array_equal(weight.numpy(), value)
     trained = []
     for i in range(3):  # eager: tracing costs more than three tiny steps
         model.train_step((images(seed=i), images(seed=10 + i)))
