@@ -259,8 +259,8 @@ def kaggle() -> Config:
 def laptop() -> Config:
     """The best paintings measured from 40 minutes of a 2-core CPU without an accelerator
     (bench/QUALITY.md, "Laptop budget"): the `kaggle` recipe at 128 px, about 3900 steps in
-    that time, painting with the moving average of the generator's weights (5 FID better than
-    its last weights, on every seed measured); training stops when the time budget is spent
+    that time, painting with the moving average of the generator's weights (3.9 to 5.6 FID better
+    than its last weights on each of three seeds); training stops when the time budget is spent
     and the photos are painted at 256 px with the 128 px weights (export_mode 'full').
     `--time-budget` sets another budget. (Half the width with LSGAN trains three times the
     steps in that time and painted less like Monet.)"""
