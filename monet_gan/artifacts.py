@@ -196,10 +196,11 @@ def load_generator(run_dir: Path, config: Config, which: str | None = None) -> k
         wanted = checkpoints.generator_checkpoint(generator, folder, optimizer)
         restored = checkpoints.restore_newest(wanted, folder, partial=True, move_damaged=False)
         if restored:
+            what = ""
             if optimizer is not None:
                 cyclegan.use_average(generator, optimizer)
-            average = " (the moving average of its weights)" if optimizer is not None else ""
-            print(f"Exporting the generator of {restored}{average}.")
+                what = " (the moving average of its weights)"
+            print(f"Exporting the generator of {restored}{what}.")
             return generator
     raise RunError(f"{folders[-1]} holds no checkpoint: train the run first.")
 
