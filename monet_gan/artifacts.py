@@ -22,7 +22,7 @@ from monet_gan import checkpoints, cyclegan, data_folder, inputs, networks, run_
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
-from monet_gan.translation import SUBMISSION_SIZE, export_generator, resize_to_uint8, translate
+from monet_gan.translation import PHOTO_RESIZE, SUBMISSION_SIZE, export_generator, resize_to_uint8, translate
 
 if keras.backend.backend() == "tensorflow":  # the SavedModel is TensorFlow's
     import tensorflow as tf
@@ -133,14 +133,23 @@ def write_zip(images, count: int, out: Path) -> int:
 
 def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None:
     """A SavedModel of `generator` alone; its `serve` signature maps uint8 [N, H, W, 3]
-    photos to uint8 paintings of the same shape, and `image_size` holds the training size.
+    photos to uint8 paintings of the same shape, painted as images.zip paints them (a 256 px
+    photo gives the same painting), and `image_size` holds the training size.
     Checked against `generator`, then moved into place (replacing an older export only once
     the new one is complete)."""
+    painter, size = export_generator(generator, config)
+    if size is None:  # export_mode 'full': at the photo's own scale
+        def serve(images):
+            return _translate_at_nearest_multiple(painter, images, config.image_size, config.export_tta)
+    else:
+        def serve(images):
+            return translate(painter, images, size, config.export_tta)
+
     archive = keras.export.ExportArchive()
-    archive.track(generator)
+    archive.track(painter)
     archive.add_endpoint(
         name="serve",
-        fn=lambda images: translate(generator, images, config.image_size, config.export_tta),
+        fn=serve,
         input_signature=[tf.TensorSpec([None, None, None, 3], tf.uint8, name="images")],
     )
     # The training size, for painting in tiles of it (`monet_gan.paint`): `loaded.image_size[0]`.
@@ -158,7 +167,7 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
         probe = tf.constant(np.random.default_rng(0).integers(0, 256, (2, 256, 256, 3)), tf.uint8)
         loaded = tf.saved_model.load(str(partial))  # keep it: its variables live with it
         reloaded = loaded.serve(probe)
-        expected = translate(generator, probe, config.image_size, config.export_tta)
+        expected = translate(painter, probe, size, config.export_tta)  # as images.zip paints it
         difference = int(tf.reduce_max(tf.abs(tf.cast(reloaded, tf.int32) - tf.cast(expected, tf.int32))))
         if difference > 1:
             raise OutputError(f"The SavedModel written to {partial} differs from the generator by "
@@ -175,6 +184,21 @@ def write_saved_model(generator: keras.Model, config: Config, out: Path) -> None
         shutil.rmtree(partial, ignore_errors=True)
         if out.exists():
             shutil.rmtree(old, ignore_errors=True)
+
+
+def _translate_at_nearest_multiple(painter: keras.Model, images, unit: int, tta: bool):
+    """uint8 [N, H, W, 3] photos of any size -> uint8 paintings of the same shape, by `painter`,
+    which takes any multiple of the training size `unit` (`networks.any_size_copy`): each photo
+    is resized to the multiples of `unit` nearest H and W (at least `unit`), painted, and the
+    painting brought back to H x W. Sides that are multiples already are painted as they are:
+    a 256 px photo as images.zip paints it. (TensorFlow ops: the sizes are known only when the
+    SavedModel runs.)"""
+    shape = tf.shape(images)
+    sides = tf.maximum(tf.cast(tf.round(tf.cast(shape[1:3], tf.float32) / unit), tf.int32), 1) * unit
+    resized = tf.image.resize(tf.cast(images, tf.float32), sides, method=PHOTO_RESIZE, antialias=True)
+    paintings = translate(painter, tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8), None, tta)
+    back = tf.image.resize(tf.cast(paintings, tf.float32), shape[1:3], method="bilinear")
+    return tf.cast(tf.round(tf.clip_by_value(back, 0, 255)), tf.uint8)
 
 
 def load_generator(run_dir: Path, config: Config, which: str | None = None) -> keras.Model:

@@ -6,7 +6,7 @@ SOURCE is a run folder (its best or newest checkpoint, `--checkpoint`) or a Save
 monet_gan exported. PHOTOS are JPEG/PNG files, folders or globs. `--mode full` (the default)
 paints each photo at its own resolution in overlapping tiles of the training size (or
 `--tile N`, a multiple of it), blended without seams (`monet_gan.tiling`); `--mode resize`
-paints it at the training size and resizes the painting back, as the SavedModel does. The
+paints it at the training size and resizes the painting back (`--export-mode resize`). The
 photo's EXIF orientation is applied first, so the painting stands as the photo is shown.
 Each painting is written under a temporary name and renamed: an interrupted run leaves only
 whole paintings.
@@ -27,7 +27,7 @@ from monet_gan.callbacks import encode_png
 from monet_gan.config import BAD_RECORD_POLICIES, EXPORT_CHECKPOINTS, Config
 from monet_gan.errors import ConfigError, DataError, OutputError, RunError
 from monet_gan.files import check_writable, write_atomically
-from monet_gan.translation import translate
+from monet_gan.translation import resize_to_uint8, translate
 
 if keras.backend.backend() == "tensorflow":  # a SavedModel is TensorFlow's
     import tensorflow as tf
@@ -98,7 +98,13 @@ def _saved_model_painter(source: Path) -> Painter:
     def serve(images):
         return loaded.serve(tf.constant(images, tf.uint8)).numpy()
 
-    return Painter(serve, serve, size, "training size")
+    def resized(images):  # brought to the training size here: `serve` paints near the photo's own size
+        height, width = images.shape[1:3]
+        painted = serve(keras.ops.convert_to_numpy(resize_to_uint8(images, size)))
+        back = tf.image.resize(tf.cast(painted, tf.float32), (height, width), method="bilinear")
+        return tf.cast(tf.round(tf.clip_by_value(back, 0, 255)), tf.uint8).numpy()
+
+    return Painter(serve, resized, size, "training size")
 
 
 def photo_files(sources: list[str]) -> list[tuple[str, list[str]]]:

@@ -170,6 +170,12 @@ def test_a_saved_model_paints_as_its_run_folder_does(run_dir, painter, tmp_path)
     from_checkpoint = tiling.paint_in_tiles(painter.tiles, photo, 32, 8)
     from_saved_model = tiling.paint_in_tiles(served.tiles, photo, 32, 8)
     assert np.abs(from_checkpoint.astype(int) - from_saved_model.astype(int)).max() <= 1
+    # --mode resize: at the training size and back, though the SavedModel's own `serve` paints
+    # a 70 x 50 photo at 64 x 64, the multiples of 32 nearest it
+    resized_by_checkpoint = painter.resized(photo[np.newaxis])[0]
+    resized_by_saved_model = served.resized(photo[np.newaxis])[0]
+    assert resized_by_saved_model.shape == (70, 50, 3)
+    assert np.abs(resized_by_checkpoint.astype(int) - resized_by_saved_model.astype(int)).max() <= 1
 
 
 @pytest.mark.parametrize(("extra", "message"), [

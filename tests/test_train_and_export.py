@@ -51,16 +51,24 @@ def test_images_zip_holds_one_256_jpeg_per_photo(run):
     assert not list(run_dir.glob(".images.zip*"))
 
 
-def test_saved_model_matches_the_in_memory_generator(run, tiny_config):
+def test_the_saved_model_paints_as_images_zip_does(run, tiny_config):
     run_dir, model = run
     loaded = tf.saved_model.load(str(run_dir / "saved_model"))
     photos = tf.constant(random_images(3, 256, seed=5))
     served = loaded.serve(photos).numpy()
-    expected = translate(model.photo_to_monet, photos, tiny_config.image_size).numpy()
+    painter, size = export_generator(model.photo_to_monet, tiny_config)
+    assert size is None  # a 32 px run exported in full: 256 px photos painted as they are
+    expected = translate(painter, photos, size).numpy()
     assert served.dtype == np.uint8 and served.shape == (3, 256, 256, 3)
     assert np.abs(served.astype(int) - expected.astype(int)).max() <= 1
-    # Any H x W comes back at its own size.
-    assert loaded.serve(tf.constant(random_images(1, 64))).shape == (1, 64, 64, 3)
+    # Any H x W comes back at its own size, painted at the nearest multiples of 32: 40 x 90 at 32 x 96.
+    photo = np.random.default_rng(6).integers(0, 256, (1, 40, 90, 3), dtype=np.uint8)
+    served = loaded.serve(tf.constant(photo)).numpy()
+    at_multiples = tf.image.resize(tf.constant(photo, tf.float32), (32, 96), method="area", antialias=True)
+    painted = translate(painter, tf.cast(tf.round(at_multiples), tf.uint8), None)
+    expected = tf.image.resize(tf.cast(painted, tf.float32), (40, 90), method="bilinear")
+    assert served.shape == (1, 40, 90, 3)
+    assert np.abs(served.astype(int) - np.round(expected.numpy()).astype(int)).max() <= 1
 
 
 def test_export_from_the_checkpoint_equals_the_in_memory_export(run, tmp_path):
