@@ -81,6 +81,11 @@ VARIANTS = {
     "identity2.5": {"augment": True, "identity_weight": 2.5},
     # The preset painting with a moving average of its generator's weights (momentum 0.999)
     "average": {"augment": True, "generator_average": 0.999},
+    # Screens on top of it (issue 21): LSGAN's loss, DiffAugment before every critic call, and
+    # half the cycle and identity weights (the GAN's pull on the generator doubled against them)
+    "average_lsgan": {"augment": True, "generator_average": 0.999, "adversarial_loss": "lsgan"},
+    "average_diffaugment": {"augment": True, "generator_average": 0.999, "diffaugment": "color,translation,cutout"},
+    "average_cycle5": {"augment": True, "generator_average": 0.999, "cycle_weight": 5.0, "identity_weight": 2.5},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
