@@ -22,7 +22,8 @@ from monet_gan import checkpoints, cyclegan, data_folder, inputs, networks, run_
 from monet_gan.config import Config
 from monet_gan.errors import OutputError, RunError
 from monet_gan.files import check_file_destination, check_folder_destination
-from monet_gan.translation import PHOTO_RESIZE, SUBMISSION_SIZE, export_generator, resize_to_uint8, translate
+from monet_gan.translation import (PHOTO_RESIZE, SUBMISSION_SIZE, export_generator, resize_to_uint8, round_to_uint8,
+                                   translate)
 
 if keras.backend.backend() == "tensorflow":  # the SavedModel is TensorFlow's
     import tensorflow as tf
@@ -196,9 +197,8 @@ def _translate_at_nearest_multiple(painter: keras.Model, images, unit: int, tta:
     shape = tf.shape(images)
     sides = tf.maximum(tf.cast(tf.round(tf.cast(shape[1:3], tf.float32) / unit), tf.int32), 1) * unit
     resized = tf.image.resize(tf.cast(images, tf.float32), sides, method=PHOTO_RESIZE, antialias=True)
-    paintings = translate(painter, tf.cast(tf.round(tf.clip_by_value(resized, 0, 255)), tf.uint8), None, tta)
-    back = tf.image.resize(tf.cast(paintings, tf.float32), shape[1:3], method="bilinear")
-    return tf.cast(tf.round(tf.clip_by_value(back, 0, 255)), tf.uint8)
+    paintings = translate(painter, round_to_uint8(resized), None, tta)
+    return round_to_uint8(tf.image.resize(tf.cast(paintings, tf.float32), shape[1:3], method="bilinear"))
 
 
 def load_generator(run_dir: Path, config: Config, which: str | None = None) -> keras.Model:

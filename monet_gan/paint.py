@@ -27,7 +27,7 @@ from monet_gan.callbacks import encode_png
 from monet_gan.config import BAD_RECORD_POLICIES, EXPORT_CHECKPOINTS, Config
 from monet_gan.errors import ConfigError, DataError, OutputError, RunError
 from monet_gan.files import check_writable, write_atomically
-from monet_gan.translation import resize_to_uint8, translate
+from monet_gan.translation import resize_to_uint8, round_to_uint8, translate
 
 if keras.backend.backend() == "tensorflow":  # a SavedModel is TensorFlow's
     import tensorflow as tf
@@ -102,7 +102,7 @@ def _saved_model_painter(source: Path) -> Painter:
         height, width = images.shape[1:3]
         painted = serve(keras.ops.convert_to_numpy(resize_to_uint8(images, size)))
         back = tf.image.resize(tf.cast(painted, tf.float32), (height, width), method="bilinear")
-        return tf.cast(tf.round(tf.clip_by_value(back, 0, 255)), tf.uint8).numpy()
+        return keras.ops.convert_to_numpy(round_to_uint8(back))
 
     return Painter(serve, resized, size, "training size")
 

@@ -40,11 +40,15 @@ def to_uint8(images):
     return ops.cast(ops.clip(ops.round((images + 1.0) * 127.5), 0, 255), "uint8")
 
 
+def round_to_uint8(images):
+    """float [0, 255] -> uint8, clipped and rounded."""
+    return ops.cast(ops.round(ops.clip(images, 0, 255)), "uint8")
+
+
 def resize_to_uint8(images, size: int):
     """uint8 [N, H, W, 3] -> uint8 [N, size, size, 3] by `PHOTO_RESIZE`, rounded."""
-    resized = ops.image.resize(ops.cast(images, "float32"), (size, size), interpolation=PHOTO_RESIZE,
-                               antialias=True)
-    return ops.cast(ops.round(ops.clip(resized, 0, 255)), "uint8")
+    return round_to_uint8(ops.image.resize(ops.cast(images, "float32"), (size, size),
+                                           interpolation=PHOTO_RESIZE, antialias=True))
 
 
 def translate(generator: keras.Model, images, size: int | None, tta: bool = False):
