@@ -86,7 +86,11 @@ class Config:
     batch_size: int = setting(1, "per replica; the global batch is this times the replica count", minimum=1)
     epochs: int = setting(25, "one epoch is one pass over the Monet paintings", minimum=1)
     steps_per_epoch: int | None = setting(None, "default: Monet paintings // global batch", minimum=1)
-    learning_rate: float = setting(2e-4, "Adam's rate, for all four networks", above=0.0)
+    learning_rate: float = setting(2e-4, "Adam's rate, for all four networks (the critics': see "
+                                   "critic_learning_rate)", above=0.0)
+    critic_learning_rate: float = setting(
+        0.0, "the two critics' Adam rate, when it should differ from the generators' (the two time-scale "
+        "rule, Heusel et al. 2017); 0: learning_rate", minimum=0.0)
     beta_1: float = setting(0.5, "Adam's first-moment decay", minimum=0.0, below=1.0)
     cycle_weight: float = setting(10.0, "lambda of the cycle-consistency loss (CycleGAN paper, eq. 2)",
                                   minimum=0.0)

@@ -262,19 +262,23 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         history_size=config.history_size,
         seed=config.seed,
     )
-    rate = config.learning_rate
-    if config.lr_decay_start < 1.0:
-        if not total_steps:
-            raise ConfigError("lr_decay_start below 1 (flag --lr-decay-start) needs the run's "
-                              "length: pass total_steps to build_cyclegan.")
-        rate = ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
+    if config.lr_decay_start < 1.0 and not total_steps:
+        raise ConfigError("lr_decay_start below 1 (flag --lr-decay-start) needs the run's "
+                          "length: pass total_steps to build_cyclegan.")
 
+    def schedule(rate: float):
+        if config.lr_decay_start < 1.0:
+            return ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
+        return rate
+
+    rate = schedule(config.learning_rate)
+    critic_rate = schedule(config.critic_learning_rate or config.learning_rate)
     model.compile(
         photo_to_monet_optimizer=make_optimizer(config, rate, "photo_to_monet",
                                                 average=config.generator_average),
         monet_to_photo_optimizer=make_optimizer(config, rate, "monet_to_photo"),
-        monet_critic_optimizer=make_optimizer(config, rate, "monet_critic"),
-        photo_critic_optimizer=make_optimizer(config, rate, "photo_critic"),
+        monet_critic_optimizer=make_optimizer(config, critic_rate, "monet_critic"),
+        photo_critic_optimizer=make_optimizer(config, critic_rate, "photo_critic"),
         jit_compile=config.jit_compile,
         steps_per_execution=config.steps_per_execution,
     )

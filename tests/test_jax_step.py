@@ -21,7 +21,7 @@ pytest.importorskip("jax", reason="jax[cpu] is in the test extra: pip install -e
 STEPS = 2
 CONFIG = config_lib.tiny().replace(dropout=0.0)  # dropout's random draws differ by backend
 TECHNIQUES = dict(history_size=2, diffaugment="color,translation,cutout", adversarial_loss="lsgan",
-                  lr_decay_start=0.5)
+                  lr_decay_start=0.5, critic_learning_rate=1e-3)
 
 JAX_SIDE = textwrap.dedent("""
     import sys
@@ -103,8 +103,8 @@ def test_the_jax_step_takes_the_tensorflow_step(tmp_path):
             np.testing.assert_allclose(got[f"{name}/{i}"], weight.numpy(), rtol=0, atol=5e-6,
                                        err_msg=f"{name}/{i}")  # 5.6e-7 measured
 
-    # With DiffAugment, the image history, LSGAN and the decaying rate: finite losses, and
-    # the history and the optimizers' step count carried from step to step.
+    # With DiffAugment, the image history, LSGAN, the decaying rate and the critics' own rate:
+    # finite losses, and the history and the optimizers' step count carried from step to step.
     techniques = {k: got[k] for k in got.files if k.startswith("techniques/")}
     assert all(np.isfinite(v).all() for v in techniques.values())
     assert len([k for k in techniques if k.endswith("/2")]) == len(cyclegan.LOSS_NAMES)

@@ -113,6 +113,20 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero():
     np.testing.assert_allclose(rates, [2e-4, 2e-4, 1e-4, 0.0, 0.0], atol=1e-10)
 
 
+def test_critics_learn_at_their_own_rate_when_given_one(tiny_config):
+    def rates(model, step=0):
+        optimizers = [optimizer for optimizer, _ in model.optimized_networks()]
+        for optimizer in optimizers:
+            optimizer.iterations.assign(step)
+        return [float(keras.ops.convert_to_numpy(optimizer.learning_rate)) for optimizer in optimizers]
+
+    assert rates(cyclegan.build_cyclegan(tiny_config.replace(learning_rate=2e-4))) == pytest.approx([2e-4] * 4)
+    two_rates = tiny_config.replace(learning_rate=2e-4, critic_learning_rate=8e-4)
+    assert rates(cyclegan.build_cyclegan(two_rates)) == pytest.approx([2e-4, 2e-4, 8e-4, 8e-4])
+    decaying = cyclegan.build_cyclegan(two_rates.replace(lr_decay_start=0.5), total_steps=100)
+    assert rates(decaying, step=75) == pytest.approx([1e-4, 1e-4, 4e-4, 4e-4])  # both fall halfway
+
+
 def test_resnet_generator_is_the_papers_design():
     config = config_lib.kaggle().replace(generator="resnet")
     generator = networks.build_generator(config)
