@@ -2,11 +2,14 @@
 
 `run(command, argv)` runs a command's body and turns every `MonetGanError` (a bad flag, bad
 data, a bad run folder, an unwritable output, a stopped run) into one line on stderr and
-its exit code. A bad flag's value is such an error too, also when argparse finds it.
+its exit code. A bad flag's value is such an error too, also when argparse finds it. While
+it runs, its output may lose its reader without stopping it (`OutputThatOutlivesItsReader`).
 """
 
 import argparse
+import contextlib
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 
@@ -21,15 +24,63 @@ class ArgumentParser(argparse.ArgumentParser):
         raise ConfigError(f"{message} (see {self.prog} --help)")
 
 
+class OutputThatOutlivesItsReader:
+    """sys.stdout or sys.stderr, except that when the pipe it writes to breaks (`train | tee
+    log` whose tee the same Ctrl-C ended, `| head`), its file descriptor is pointed at
+    os.devnull and the command goes on: a progress line or a message that no one can read any
+    more must not end a training run before it saves. Anything else is the stream's own."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except BrokenPipeError:
+            self._write_to_devnull()
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except BrokenPipeError:
+            self._write_to_devnull()
+
+    def _write_to_devnull(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, self.stream.fileno())
+        finally:
+            os.close(devnull)
+        with contextlib.suppress(OSError):
+            self.stream.flush()  # what the broken pipe did not take, into devnull
+
+
+@contextlib.contextmanager
+def output_that_outlives_its_reader():
+    """sys.stdout and sys.stderr as `OutputThatOutlivesItsReader` inside."""
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (s if s is None else OutputThatOutlivesItsReader(s) for s in streams)
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
 def run(command: Callable[[], int | None]) -> int:
     """Calls `command()` and returns its exit code (0 when it returns None); a MonetGanError
-    is printed as one line on stderr and ends with the error's exit code."""
-    try:
-        return command() or 0
-    except MonetGanError as error:
-        stopped_by_user = isinstance(error, TrainingStopped) and error.by_signal
-        print(str(error) if stopped_by_user else f"error: {error}", file=sys.stderr)
-        return error.exit_code
+    is printed as one line on stderr and ends with the error's exit code. Output whose
+    reader has gone is dropped, not an error (`OutputThatOutlivesItsReader`)."""
+    with output_that_outlives_its_reader():
+        try:
+            return command() or 0
+        except MonetGanError as error:
+            stopped_by_user = isinstance(error, TrainingStopped) and error.by_signal
+            print(str(error) if stopped_by_user else f"error: {error}", file=sys.stderr)
+            return error.exit_code
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -17,21 +17,28 @@ from monet_gan.errors import OutputError, RunError, TrainingStopped
 STEPS, EPOCHS = 6, 2  # per epoch; a run of 12 steps
 
 # `python -m monet_gan.train ARGS` that sends itself SIGNAL right after it saved the
-# checkpoint of step STEP: the interruption lands at the same step on every machine.
+# checkpoint of step STEP: the interruption lands at the same step on every machine. With
+# OUTPUT "lose-output", its stdout and stderr lose their reader first, as when the Ctrl-C
+# that stops `train | tee log` ends the tee too.
 SIGNALLED_TRAIN = textwrap.dedent("""
     import os, runpy, sys
     from monet_gan import checkpoints
-    signum, at_step = int(sys.argv[1]), int(sys.argv[2])
+    signum, at_step, output = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
     save, sent = checkpoints.CheckpointCallback.save, []
 
     def save_then_signal(self, done):
         save(self, done)
         if done == at_step and not sent:  # once: a stop saves (that step again) too
             sent.append(done)
+            if output == "lose-output":  # a pipe whose reading end is closed
+                read_end, write_end = os.pipe()
+                os.close(read_end)
+                os.dup2(write_end, 1)
+                os.dup2(write_end, 2)
             os.kill(os.getpid(), signum)
 
     checkpoints.CheckpointCallback.save = save_then_signal
-    sys.argv = ["monet_gan.train", *sys.argv[3:]]
+    sys.argv = ["monet_gan.train", *sys.argv[4:]]
     runpy.run_module("monet_gan.train", run_name="__main__", alter_sys=True)
 """)
 
@@ -50,8 +57,9 @@ def train_command(*args):
     return [sys.executable, "-m", "monet_gan.train", *args]
 
 
-def signalled_train_command(signum, at_step, *args):
-    return [sys.executable, "-c", SIGNALLED_TRAIN, str(int(signum)), str(at_step), *args]
+def signalled_train_command(signum, at_step, *args, lose_output=False):
+    output = "lose-output" if lose_output else "keep-output"
+    return [sys.executable, "-c", SIGNALLED_TRAIN, str(int(signum)), str(at_step), output, *args]
 
 
 def final_weights(run_dir):
@@ -101,6 +109,16 @@ def test_sigkill_then_sigterm_then_resume_reaches_the_uninterrupted_weights(data
     result = run(train_command(*resume))
     assert result.returncode == 0, result.stderr
     assert_same_weights(final_weights(run_dir), uninterrupted)
+
+
+def test_a_run_whose_output_lost_its_reader_still_saves_and_stops_on_sigterm(data_dir, tmp_path):
+    # Its next progress line and the stop messages meet a broken pipe: dropped, not an error
+    # that would end the run (exit code 1) before it saves.
+    run_dir = tmp_path / "run"
+    stopped = run(signalled_train_command(signal.SIGTERM, STEPS, *train_args(run_dir, data_dir),
+                                          "--checkpoint-every-steps", "0", lose_output=True))
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    assert checkpoints.checkpoint_steps(run_dir / "checkpoints") == [STEPS, STEPS + 1]
 
 
 def test_a_damaged_newest_checkpoint_falls_back_to_the_previous_one(tiny_config, tmp_path, capfd):
