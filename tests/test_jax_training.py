@@ -12,7 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_interruptions import SIGNALLED_TRAIN
+from test_interruptions import signalled_train_command
 
 from monet_gan import artifacts, checkpoints, run_folder, train
 
@@ -43,8 +43,8 @@ def runs(data_dir, tmp_path_factory):
     whole = subprocess.Popen([sys.executable, "-m", "monet_gan.train",
                               *args(root / "whole", data_dir, "--no-export")],
                              env=jax_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stopped = subprocess.run([sys.executable, "-c", SIGNALLED_TRAIN, str(int(signal.SIGTERM)), "4",
-                              *args(root / "resumed", data_dir, "--checkpoint-every-steps", "2")],
+    stopped_args = args(root / "resumed", data_dir, "--checkpoint-every-steps", "2")
+    stopped = subprocess.run(signalled_train_command(signal.SIGTERM, 4, *stopped_args),
                              env=jax_env(), capture_output=True, text=True, timeout=600)
     resumed = subprocess.run([sys.executable, "-m", "monet_gan.train", "--resume", str(root / "resumed")],
                              env=jax_env(), capture_output=True, text=True, timeout=600)
