@@ -59,28 +59,20 @@ class OutputThatOutlivesItsReader:
             self.stream.flush()  # what the broken pipe did not take, into devnull
 
 
-@contextlib.contextmanager
-def output_that_outlives_its_reader():
-    """sys.stdout and sys.stderr as `OutputThatOutlivesItsReader` inside."""
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = (s if s is None else OutputThatOutlivesItsReader(s) for s in streams)
-    try:
-        yield
-    finally:
-        sys.stdout, sys.stderr = streams
-
-
 def run(command: Callable[[], int | None]) -> int:
     """Calls `command()` and returns its exit code (0 when it returns None); a MonetGanError
     is printed as one line on stderr and ends with the error's exit code. Output whose
     reader has gone is dropped, not an error (`OutputThatOutlivesItsReader`)."""
-    with output_that_outlives_its_reader():
-        try:
-            return command() or 0
-        except MonetGanError as error:
-            stopped_by_user = isinstance(error, TrainingStopped) and error.by_signal
-            print(str(error) if stopped_by_user else f"error: {error}", file=sys.stderr)
-            return error.exit_code
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = (s if s is None else OutputThatOutlivesItsReader(s) for s in streams)
+    try:
+        return command() or 0
+    except MonetGanError as error:
+        stopped_by_user = isinstance(error, TrainingStopped) and error.by_signal
+        print(str(error) if stopped_by_user else f"error: {error}", file=sys.stderr)
+        return error.exit_code
+    finally:
+        sys.stdout, sys.stderr = streams
 
 
 def add_config_flags(parser: argparse.ArgumentParser) -> None:
