@@ -36,7 +36,9 @@ runs afterwards with every change that beat the tutorial by more than the seed-t
 is not run again, so an interrupted benchmark continues (and with --runs, which keeps the run
 folders, an interrupted run continues from its newest checkpoint), and `--no-score` followed by
 `--score-only` splits training (on a machine with many cores) from scoring (where the
-Inception weights are).
+Inception weights are). SIGTERM, SIGINT (Ctrl-C) or SIGHUP to the benchmark reaches its runs:
+each saves a checkpoint after its current step and stops, no new run starts, and the benchmark
+exits 128 + the signal's number once they have (a second signal stops them at once, unsaved).
 """
 
 import argparse
@@ -44,10 +46,12 @@ import concurrent.futures
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from pathlib import Path
@@ -264,10 +268,59 @@ def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir)
     env = {**os.environ, "TF_NUM_INTRAOP_THREADS": threads, "TF_NUM_INTEROP_THREADS": threads,
            "OMP_NUM_THREADS": threads}
     begin = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env)
-    if result.returncode:
+    result = RUNS_IN_PROGRESS.run(command, env)
+    if result is None:
+        print(f"{run_name(name, seed)}: not started (the signal)", flush=True)
+    elif RUNS_IN_PROGRESS.stopping and result.returncode > 128:  # the run's own word on what it saved
+        said = result.stderr.strip().splitlines()[-1:] or ["no message"]
+        print(f"{run_name(name, seed)}: saved and stopped ({said[0]}); the same command with --runs "
+              "continues it", flush=True)
+    elif result.returncode:
         raise RuntimeError(f"{name} (seed {seed}) failed:\n{result.stderr[-3000:]}")
-    print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
+    else:
+        print(f"{run_name(name, seed)} trained in {time.perf_counter() - begin:.0f} s", flush=True)
+
+
+class RunProcesses:
+    """The training processes of the benchmark, so that a signal to it reaches them. Each runs
+    in a session of its own, so that Ctrl-C in a terminal reaches the benchmark alone and each
+    run receives exactly one signal per signal the benchmark does: the first saves and stops
+    it after its step, a second stops it at once (`checkpoints.StopSignals`)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.live = set()
+        self.stopping = None  # the first signal received
+
+    def run(self, command: list, env: dict) -> subprocess.CompletedProcess | None:
+        """`command`'s result, or None where a signal came before it could start."""
+        with self.lock:
+            if self.stopping:
+                return None
+            process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True, env=env, start_new_session=True)
+            self.live.add(process)
+        try:
+            stdout, stderr = process.communicate()
+        finally:
+            with self.lock:
+                self.live.discard(process)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+    def forward(self, signum, frame) -> None:
+        """The signal handler: passes the signal on as SIGTERM to every run in progress and
+        lets no new one start; `train_all` then waits for them."""
+        with self.lock:
+            self.stopping = self.stopping or signum
+            for process in self.live:
+                process.send_signal(signal.SIGTERM)
+        print(f"\n{signal.Signals(signum).name}: {len(self.live)} run(s) save after their step and "
+              "stop; no new run starts.", file=sys.stderr, flush=True)
+
+
+RUNS_IN_PROGRESS = RunProcesses()
 
 
 def chains_references(args) -> bool:
@@ -537,9 +590,15 @@ def main() -> int:
     args.export_size = args.export_size or (256 if args.validation else args.size)
     args.time_budget = args.time_budget or None
     if args.run:
+        from monet_gan.errors import TrainingStopped
+
         spec = json.loads(args.run)
-        run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
-                    Path(spec["results"]), Path(spec["workdir"]))
+        try:
+            run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
+                        Path(spec["results"]), Path(spec["workdir"]))
+        except TrainingStopped as stopped:
+            print(stopped, file=sys.stderr)
+            return stopped.exit_code
         return 0
     unknown = sorted(set(args.variant_names) - set(VARIANTS))
     if unknown:
@@ -636,10 +695,17 @@ def main() -> int:
 def train_all(runs, args, train_dir: Path, results: Path, workdir: Path) -> None:
     """Trains the runs that have no results yet, --jobs at a time."""
     todo = [(name, seed) for name, seed in runs if not (results / f"{run_name(name, seed)}.json").exists()]
-    with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
-        for future in [pool.submit(in_subprocess, name, seed, args, train_dir, results, workdir)
-                       for name, seed in todo]:
-            future.result()
+    previous = {signum: signal.signal(signum, RUNS_IN_PROGRESS.forward) for signum in RunProcesses.SIGNALS}
+    try:
+        with concurrent.futures.ThreadPoolExecutor(args.jobs) as pool:
+            for future in [pool.submit(in_subprocess, name, seed, args, train_dir, results, workdir)
+                           for name, seed in todo]:
+                future.result()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if RUNS_IN_PROGRESS.stopping:
+        raise SystemExit(128 + RUNS_IN_PROGRESS.stopping)
 
 
 if __name__ == "__main__":

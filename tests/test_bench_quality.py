@@ -1,0 +1,73 @@
+"""bench/quality.py's promise about its runs: stopping the benchmark stops them, each saved at
+its step (a later command with --runs continues it), and leaves no training process behind."""
+
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from monet_gan import checkpoints, run_folder
+
+from conftest import random_images, write_records
+
+BENCHMARK = Path(__file__).resolve().parent.parent / "bench" / "quality.py"
+
+
+def run_processes(runs: Path) -> list[int]:
+    """Pids of the benchmark's training processes (`--run`) writing into `runs`."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # not a process, or it ended
+            continue
+        if b"--run" in command and str(runs).encode() in b" ".join(command):
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_leave_no_process(tmp_path):
+    data = tmp_path / "data"
+    write_records(data / "monet_tfrec" / "monet00-10.tfrec", random_images(10, seed=1))
+    write_records(data / "photo_tfrec" / "photo00-10.tfrec", random_images(10, seed=2))
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    # Epochs of the 8 paintings trained on (10 less every fifth held out), a checkpoint at each
+    # epoch's end: far more than the test waits for.
+    command = [sys.executable, str(BENCHMARK), "--data", str(data), "--validation", "none",
+               "--size", "32", "--width", "4", "--photos", "4", "--epochs", "100000",
+               "--variants", "tutorial", "--seeds", "0,1", "--jobs", "1",
+               "--runs", str(runs), "--results", str(results), "--no-score"]
+    # A session of its own, as a terminal's foreground job: Ctrl-C goes to its whole group.
+    benchmark = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                 env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
+    try:
+        checkpoint_dir = runs / "tutorial-seed0" / run_folder.CHECKPOINT_DIR
+        deadline = time.monotonic() + 240
+        while not checkpoints.checkpoint_steps(checkpoint_dir):
+            assert benchmark.poll() is None, benchmark.communicate()
+            assert time.monotonic() < deadline, "the first run saved no checkpoint in 4 minutes"
+            time.sleep(0.2)
+        assert len(run_processes(runs)) == 1
+
+        os.killpg(benchmark.pid, signal.SIGINT)  # Ctrl-C
+        stdout, stderr = benchmark.communicate(timeout=120)
+
+        assert benchmark.returncode == 128 + signal.SIGINT, stderr
+        # The run had its own session: one SIGTERM, from the benchmark, and it saved at its step.
+        stopped = re.search(r"tutorial-seed0: saved and stopped \(Stopped by SIGTERM after step (\d+); saved", stdout)
+        assert stopped, stdout
+        assert max(checkpoints.checkpoint_steps(checkpoint_dir)) == int(stopped[1])
+        assert "tutorial-seed1: not started" in stdout
+        assert not (runs / "tutorial-seed1").exists()
+        assert run_processes(runs) == [], "a training process outlived the benchmark"
+        assert not list(results.glob("tutorial-seed0*")), "a stopped run was painted as if finished"
+    finally:  # whatever failed above, nothing of it trains on
+        if benchmark.poll() is None:
+            os.killpg(benchmark.pid, signal.SIGKILL)
+        for pid in run_processes(runs):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
