@@ -1,6 +1,7 @@
 """What training writes after each epoch, besides checkpoints (`checkpoints.CheckpointCallback`):
 sample grids, metrics.csv and curves.png (`RunCallback`), and FID scores with the best checkpoint by FID
-(`FidCallback`). Both write on the chief only, into the run folder (`run_folder`)."""
+(`FidCallback`). Both write on the chief only, into the run folder (`run_folder`). And a warning
+where a time budget will end the run before its learning rate decays (`DecayOutOfBudgetWarning`)."""
 
 import io
 import json
@@ -71,6 +72,36 @@ class RunCallback(keras.callbacks.Callback):
         values = [f"{float(logs[n]):.6g}" if n in logs else "" for n in self.columns]
         rows.append(",".join([str(epoch), f"{seconds:.2f}", *values]))
         write_atomically(path, ("\n".join([header, *rows]) + "\n").encode())
+
+
+class DecayOutOfBudgetWarning(keras.callbacks.Callback):
+    """Warns once when, at the speed of the run's last epoch, its time budget (`deadline`, a
+    time.monotonic()) ends it before the learning rate starts to decay at `decay_start` (a
+    step): --lr-decay-start counts in --epochs, which a time-budget run (the `laptop` preset:
+    1000 epochs, until the budget) may never reach. The speed is measured between two epoch
+    ends, so the first epoch's tracing does not count."""
+
+    def __init__(self, deadline: float, decay_start: int, steps_per_epoch: int, settings: str):
+        super().__init__()
+        self.deadline, self.decay_start, self.steps_per_epoch = deadline, decay_start, steps_per_epoch
+        self.settings = settings  # the flags, as the user gave them
+        self.last_end = None  # (time.monotonic(), steps done) at the last epoch end
+        self.warned = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        now, done = time.monotonic(), (epoch + 1) * self.steps_per_epoch
+        last, self.last_end = self.last_end, (now, done)
+        if self.warned or last is None or done >= self.decay_start or done <= last[1]:
+            return
+        seconds_per_step = (now - last[0]) / (done - last[1])
+        reach = int(done + max(self.deadline - now, 0.0) / seconds_per_step)
+        if reach < self.decay_start:
+            self.warned = True
+            print(f"\nWarning: at {seconds_per_step:.3f} s per step the time budget ends this run "
+                  f"near step {reach}, before the learning rate starts to decay at step "
+                  f"{self.decay_start} ({self.settings}). For the decay to fall within the budget, "
+                  f"set --epochs to about {max(reach // self.steps_per_epoch, 1)}.",
+                  file=sys.stderr, flush=True)
 
 
 class FidCallback(keras.callbacks.Callback):

@@ -104,7 +104,8 @@ class Config:
     diffaugment_strength: float = setting(1.0, "scales DiffAugment's ranges; 1 is the paper's", minimum=0.0)
     history_size: int = setting(0, "older fakes kept per critic (the paper: 50); 0: none", minimum=0)
     lr_decay_start: float = setting(
-        1.0, "fraction of the run after which the rate falls linearly to 0; 1: never", minimum=0.0, maximum=1.0)
+        1.0, "fraction of the run's epochs after which the rate falls linearly to 0 (of --epochs: a "
+        "--time-budget that ends the run sooner does not bring it forward); 1: never", minimum=0.0, maximum=1.0)
     generator_average: float = setting(
         0.0, "momentum of a moving average of the photo -> Monet generator's weights (e.g. 0.999), "
         "which the export, the sample grids and FID scores paint with; 0: they use the trained weights",

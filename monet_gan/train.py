@@ -18,7 +18,7 @@ import keras
 from monet_gan import artifacts, checkpoints, cli, cyclegan, data_folder, distribute, inputs, run_folder, scores
 from monet_gan import config as config_lib
 from monet_gan import steps as steps_lib
-from monet_gan.callbacks import RunCallback, fid_callback
+from monet_gan.callbacks import DecayOutOfBudgetWarning, RunCallback, fid_callback
 from monet_gan.config import Config
 from monet_gan.errors import ConfigError, RunError
 from monet_gan.files import check_free_space, check_writable
@@ -171,6 +171,10 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager, started: flo
         every_steps=config.checkpoint_every_steps, every_epochs=config.checkpoint_every_epochs,
         epochs=config.epochs, signals=signals, deadline=started + budget if budget else None)
     callbacks = _callbacks(setup, run_dir, checkpoint, saver)
+    if budget and config.lr_decay_start < 1.0 and setup.chief:
+        callbacks.append(DecayOutOfBudgetWarning(
+            started + budget, int(config.epochs * steps * config.lr_decay_start), steps,
+            f"--lr-decay-start {config.lr_decay_start:g} of --epochs {config.epochs}"))
     if keras.backend.backend() == "jax":
         fit = functools.partial(steps_lib.fit_jax, setup.model)
     elif setup.multiworker:

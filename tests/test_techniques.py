@@ -1,13 +1,16 @@
 """The quality techniques of the config: each trains with finite losses at tiny size and
 does what it says."""
 
+import re
+from unittest import mock
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import random_images
 
-from monet_gan import artifacts, checkpoints, cyclegan, diffaugment, networks, run_folder
+from monet_gan import artifacts, callbacks, checkpoints, cyclegan, diffaugment, networks, run_folder, train
 from monet_gan import config as config_lib
 from monet_gan.errors import ConfigError
 from monet_gan.translation import translate
@@ -111,6 +114,37 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero():
     schedule = cyclegan.ConstantThenLinearDecay(2e-4, total_steps=100, decay_start=60)
     rates = [float(schedule(s)) for s in (0, 60, 80, 100, 120)]
     np.testing.assert_allclose(rates, [2e-4, 2e-4, 1e-4, 0.0, 0.0], atol=1e-10)
+
+
+def test_a_time_budget_that_ends_the_run_before_the_decay_starts_is_warned_of(tiny_config, tmp_path, capfd):
+    # 1000 epochs of 2 steps, the decay from step 1000: a 20 s budget ends the run long before.
+    config = tiny_config.replace(epochs=1000, lr_decay_start=0.5, time_budget="20s", export=False)
+    train.train(config, tmp_path / "run")
+    err = capfd.readouterr().err
+    warning = re.search(r"Warning: at [0-9.]+ s per step the time budget ends this run near step (\d+), "
+                        r"before the learning rate starts to decay at step 1000 \(--lr-decay-start 0.5 "
+                        r"of --epochs 1000\)\. For the decay to fall within the budget, set --epochs to "
+                        r"about (\d+)\.", err)
+    assert warning, err
+    assert 0 < int(warning[1]) < 1000 and int(warning[2]) == max(int(warning[1]) // 2, 1)
+    assert err.count("Warning: at") == 1  # once
+
+
+def test_no_decay_warning_where_the_budget_reaches_the_decay():
+    clock = iter([100.0, 101.0])  # two epoch ends 1 s apart: 2 steps a second
+    warning = callbacks.DecayOutOfBudgetWarning(deadline=150.0, decay_start=90, steps_per_epoch=2,
+                                                settings="--lr-decay-start 0.5 of --epochs 90")
+    with mock.patch.object(callbacks.time, "monotonic", lambda: next(clock)):
+        warning.on_epoch_end(0)
+        warning.on_epoch_end(1)  # 4 steps done, 49 s left: about step 102, past 90
+    assert not warning.warned
+    clock = iter([100.0, 101.0])
+    warning = callbacks.DecayOutOfBudgetWarning(deadline=120.0, decay_start=90, steps_per_epoch=2,
+                                                settings="--lr-decay-start 0.5 of --epochs 90")
+    with mock.patch.object(callbacks.time, "monotonic", lambda: next(clock)):
+        warning.on_epoch_end(0)
+        warning.on_epoch_end(1)  # 19 s left: about step 42
+    assert warning.warned
 
 
 def test_critics_learn_at_their_own_rate_when_given_one(tiny_config):
