@@ -79,17 +79,19 @@ class DecayOutOfBudgetWarning(keras.callbacks.Callback):
     time.monotonic()) ends it before the learning rate starts to decay at `decay_start` (a
     step): --lr-decay-start counts in --epochs, which a time-budget run (the `laptop` preset:
     1000 epochs, until the budget) may never reach. The speed is measured between two epoch
-    ends, so the first epoch's tracing does not count."""
+    ends, so the first epoch's tracing does not count. `clock` is time.monotonic (tests set it)."""
 
-    def __init__(self, deadline: float, decay_start: int, steps_per_epoch: int, settings: str):
+    def __init__(self, deadline: float, decay_start: int, steps_per_epoch: int, settings: str,
+                 clock=time.monotonic):
         super().__init__()
         self.deadline, self.decay_start, self.steps_per_epoch = deadline, decay_start, steps_per_epoch
+        self.clock = clock
         self.settings = settings  # the flags, as the user gave them
         self.last_end = None  # (time.monotonic(), steps done) at the last epoch end
         self.warned = False
 
     def on_epoch_end(self, epoch, logs=None):
-        now, done = time.monotonic(), (epoch + 1) * self.steps_per_epoch
+        now, done = self.clock(), (epoch + 1) * self.steps_per_epoch
         last, self.last_end = self.last_end, (now, done)
         if self.warned or last is None or done >= self.decay_start or done <= last[1]:
             return
