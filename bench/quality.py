@@ -316,7 +316,8 @@ class RunProcesses:
             self.stopping = self.stopping or signum
             for process in self.live:
                 process.send_signal(signal.SIGTERM)
-        print(f"\n{signal.Signals(signum).name}: {len(self.live)} run(s) save after their step and "
+            signalled = len(self.live)
+        print(f"\n{signal.Signals(signum).name}: {signalled} run(s) save after their step and "
               "stop; no new run starts.", file=sys.stderr, flush=True)
 
 
@@ -589,17 +590,13 @@ def main() -> int:
     args.validation = None if args.validation in ("none", "") else Path(args.validation)
     args.export_size = args.export_size or (256 if args.validation else args.size)
     args.time_budget = args.time_budget or None
-    if args.run:
-        from monet_gan.errors import TrainingStopped
+    if args.run:  # through cli.run: a stop signal's message and exit code, as the train command's
+        from monet_gan import cli
 
         spec = json.loads(args.run)
-        try:
-            run_variant(spec["name"], spec["changes"], spec["seed"], args, Path(spec["train_dir"]),
-                        Path(spec["results"]), Path(spec["workdir"]))
-        except TrainingStopped as stopped:
-            print(stopped, file=sys.stderr)
-            return stopped.exit_code
-        return 0
+        return cli.run(lambda: run_variant(spec["name"], spec["changes"], spec["seed"], args,
+                                           Path(spec["train_dir"]), Path(spec["results"]),
+                                           Path(spec["workdir"])))
     unknown = sorted(set(args.variant_names) - set(VARIANTS))
     if unknown:
         print(f"error: unknown variants {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
