@@ -3,7 +3,7 @@
 (`numpy_images`, `numpy_pipeline`), which then needs no TensorFlow installed.
 
 Both give the same names: `ImageSet(source, on_bad_record, flag)` (with `count`, `skipped`,
-`source`, `content_hash()` and `arrays(with_names)`), `domain_set`, `training_sets`,
+`source`, `decoder`, `content_hash()` and `arrays(with_names)`), `domain_set`, `training_sets`,
 `square_arrays`, `training_batches` (what `fit` iterates), and `isdir` for data folders.
 """
 

@@ -203,6 +203,8 @@ class ImageSet:
     photos: 95 MB); image files are read again when their images are asked for.
     """
 
+    decoder = "pillow"  # as `image_sets.ImageSet.decoder`: part of the cached features' name
+
     def __init__(self, source: str, on_bad_record: str = "fail", flag: str | None = None):
         data_folder.check_policy(on_bad_record)
         self.source = str(source)

@@ -129,10 +129,11 @@ def inception_features(images, count: int | None = None, progress: bool = True) 
 
 def image_set_features(image_set, cache: bool = False) -> np.ndarray:
     """Inception features of an image set (an `inputs.ImageSet`); with `cache`, kept under the
-    set's content hash (for real sets, scored again and again)."""
+    set's content hash and its decoder (for real sets, scored again and again; a cache shared by a
+    TensorFlow and a JAX environment keeps one file for each decoder)."""
     if not cache:
         return inception_features(image_set.arrays(), image_set.count)
-    path = inception.CACHE_DIR / "features" / f"{image_set.content_hash()}.npy"
+    path = inception.CACHE_DIR / "features" / f"{image_set.content_hash()}-{image_set.decoder}.npy"
     if path.is_file():
         return np.load(path, allow_pickle=False)
     features = inception_features(image_set.arrays(), image_set.count)

@@ -186,7 +186,7 @@ def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weigh
     assert line["generated_count"] == 8 and line["real_count"] == 8
     assert line["fid"] > 0 and line["mifid"] >= line["fid"]
     cached = list((inception.CACHE_DIR / "features").glob("*.npy"))
-    assert len(cached) == 1  # the real set only
+    assert [path.name.rsplit("-", 1)[1] for path in cached] == ["tensorflow.npy"]  # the real set only
     # In process, from the cache, the same numbers.
     np.save(cached[0], np.load(cached[0]))  # same content; mtime shows it is only read
     before = cached[0].stat().st_mtime_ns
@@ -203,9 +203,11 @@ def test_the_command_scores_a_zip_against_a_folder_and_caches_the_real_set(weigh
         jax_line = json.loads(results.read_text().splitlines()[-1])
         assert jax_line["generated_count"] == 8
         # FID of 8 against 8 images rests on a singular covariance and swings with the decoders'
-        # difference (84.8 against 93.8 seen); the nearest-painting distance moves less (0.062
-        # against 0.067 seen).
+        # difference; the nearest-painting distance moves less.
         assert jax_line["fid"] > 0
+        # Pillow's pixels got their own features, not TensorFlow's from the cache.
+        names = sorted(path.name for path in (inception.CACHE_DIR / "features").glob("*.npy"))
+        assert names == [cached[0].name.replace("tensorflow", "pillow"), cached[0].name]
         assert jax_line["memorization_distance"] == pytest.approx(line["memorization_distance"], abs=0.01)
 
 
