@@ -97,6 +97,13 @@ VARIANTS = {
     # The paper's schedule on top of the average: the rate falls linearly to 0 over the second half,
     # so the weights the average gathers at the end wander less
     "average_decay": {"augment": True, "generator_average": 0.999, "lr_decay_start": 0.5},
+    # A shorter average (about the last 500 steps of 3900, not 1000). Keras' average starts at the
+    # first step's weights with no warm-up, so a longer one (0.9995) would keep 14% of them at 3900
+    # steps and is not screened
+    "average_momentum998": {"augment": True, "generator_average": 0.998},
+    # No identity loss on top of the average: the critics' pull on the paintings' colours is then
+    # held back by the cycle loss alone (the preset's paintings keep the photos' colours)
+    "average_identity0": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
