@@ -31,6 +31,7 @@ tutorial's own runs with test-time augmentation, and `combo` is the recipe of th
 (all of augment, DiffAugment, LSGAN, history and the rate decay). When --best is given, `best`
 runs afterwards with every change that beat the tutorial by more than the seed-to-seed spread
 (largest minus smallest FID of a variant's seeds) of the tutorial and of the change itself.
+`--baseline` compares with another variant instead (`laptop`, to screen changes to the preset).
 
 --results keeps every run's translations and timings; a run whose results are there already
 is not run again, so an interrupted benchmark continues (and with --runs, which keeps the run
@@ -432,10 +433,10 @@ def score_identity(args, results: Path, references: tuple) -> dict:
     return {"variant": "identity", **scores_against(np.load(features_file), references)}
 
 
-def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
+def table(rows: list[dict], identity: dict | None = None, baseline: str = "tutorial") -> tuple[str, dict]:
     """The markdown table (FID per seed and stage, the seeds' spread, the final stage's mean
-    against the tutorial's on the same seeds, with the `identity` row last, its FID under
-    every stage) and the final stage's mean FID of every variant."""
+    against the `baseline` variant's on the same seeds, with the `identity` row last, its FID
+    under every stage) and the final stage's mean FID of every variant."""
     final = max(r["step"] for r in rows)
     steps = sorted({r["step"] for r in rows})
     by_variant = {}
@@ -448,7 +449,7 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
 
     means = {name: mean(runs, "fid") for name, runs in by_variant.items()}
     spreads = seed_spreads(rows)
-    gains = {"tutorial": 0.0, **gains_vs_tutorial(rows)}
+    gains = {baseline: 0.0, **gains_vs_baseline(rows, baseline)}
     def at(step):  # step 0: each run's last step, where its time budget or epochs ended
         return f"at {step}" if step else "at the end"
 
@@ -461,7 +462,7 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
 
     lines = ["| variant | changes | seeds | " + " | ".join(f"FID {at(s)}" for s in steps)
              + f" | FID per seed {at(final)} | spread | MiFID {at(final)} | KID {at(final)} |"
-             + (f" FID vs unchanged paintings {at(final)} |" if chained else "") + " vs tutorial | s/step |",
+             + (f" FID vs unchanged paintings {at(final)} |" if chained else "") + f" vs {baseline} | s/step |",
              "| --- " * (len(steps) + 9 + chained) + "|"]
     for name, runs in sorted(by_variant.items(), key=lambda item: means[item[0]]):
         changes = ", ".join(f"{k}={v}" for k, v in runs[0]["changes"].items())
@@ -475,12 +476,12 @@ def table(rows: list[dict], identity: dict | None = None) -> tuple[str, dict]:
             f"{gains.get(name, float('nan')):+.2f} | "
             f"{statistics.mean(r['seconds_per_step'] for r in runs):.3f} |")
     if identity:
-        tutorial = means.get("tutorial", float("nan"))
+        compared = means.get(baseline, float("nan"))
         lines.append("| identity | the photos themselves | - | "
                      + " | ".join(f"{identity['fid']:.2f}" for _ in steps)
                      + f" | - | - | {identity['mifid']:.2f} | {identity['kid']:.4f} |"
                      + (f" {identity['fid_unchanged']:.2f} |" if chained else "")
-                     + f" {identity['fid'] - tutorial:+.2f} | - |")
+                     + f" {identity['fid'] - compared:+.2f} | - |")
     return "\n".join(lines), means
 
 
@@ -501,17 +502,17 @@ def seed_spreads(rows: list[dict]) -> dict[str, float]:
             for name, by_seed in final_fids(rows).items() if len(by_seed) > 1}
 
 
-def gains_vs_tutorial(rows: list[dict]) -> dict[str, float]:
-    """Each variant's mean FID at the final stage minus the tutorial's, both over the seeds
-    they share (a variant run with fewer seeds is compared on those seeds only)."""
+def gains_vs_baseline(rows: list[dict], baseline: str = "tutorial") -> dict[str, float]:
+    """Each variant's mean FID at the final stage minus the `baseline` variant's, both over the
+    seeds they share (a variant run with fewer seeds is compared on those seeds only)."""
     fids = final_fids(rows)
-    tutorial = fids.get("tutorial", {})
+    compared = fids.get(baseline, {})
     gains = {}
     for name, by_seed in fids.items():
-        shared = sorted(set(by_seed) & set(tutorial))
-        if name != "tutorial" and shared:
+        shared = sorted(set(by_seed) & set(compared))
+        if name != baseline and shared:
             gains[name] = (statistics.mean(by_seed[s] for s in shared)
-                           - statistics.mean(tutorial[s] for s in shared))
+                           - statistics.mean(compared[s] for s in shared))
     return gains
 
 
@@ -542,14 +543,15 @@ def plan_runs(names: list[str], seeds: list[int], repeat: set[str],
             if name not in EXPORT_ONLY and (seed == seeds[0] or name == "tutorial" or name in repeat)]
 
 
-def beat_the_tutorial(gains: dict[str, float], spreads: dict[str, float]) -> list[str]:
-    """The variants whose mean FID is below the tutorial's on the same seeds (`gains_vs_tutorial`)
-    by more than the seed-to-seed spread of either (the tutorial's or their own; both need two
-    seeds), best first."""
-    if "tutorial" not in spreads:
+def beat_the_baseline(gains: dict[str, float], spreads: dict[str, float],
+                      baseline: str = "tutorial") -> list[str]:
+    """The variants whose mean FID is below the `baseline` variant's on the same seeds
+    (`gains_vs_baseline`) by more than the seed-to-seed spread of either (the baseline's or their
+    own; both need two seeds), best first."""
+    if baseline not in spreads:
         return []
     return sorted((name for name in gains if name != "best" and name in spreads
-                   and -gains[name] > max(spreads["tutorial"], spreads[name])),
+                   and -gains[name] > max(spreads[baseline], spreads[name])),
                   key=gains.get)
 
 
@@ -578,9 +580,13 @@ def main() -> int:
     parser.add_argument("--without-tutorial", action="store_true",
                         help="train no tutorial runs (unless named in --variants): compared with another table's")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma list of: " + ", ".join(VARIANTS))
+    parser.add_argument("--baseline", default="tutorial",
+                        help="the variant every other is compared with: the table's 'vs' column, the "
+                             "'beat' line and --best (e.g. laptop or average, to screen changes to the "
+                             "preset; its runs must be in --results)")
     parser.add_argument("--repeat", help="variants run with every seed (default: all); the tutorial always is")
     parser.add_argument("--best", action="store_true",
-                        help="then run `best`: every change that beat the tutorial by more than the spread")
+                        help="then run `best`: every change that beat --baseline by more than the spread")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time, sharing the cores")
     parser.add_argument("--results", type=Path, help="keep translations and timings here (default: temporary)")
     parser.add_argument("--runs", type=Path,
@@ -605,8 +611,9 @@ def main() -> int:
                                            Path(spec["train_dir"]), Path(spec["results"]),
                                            Path(spec["workdir"])))
     unknown = sorted(set(args.variant_names) - set(VARIANTS))
-    if unknown:
-        print(f"error: unknown variants {unknown}; known: {', '.join(VARIANTS)}", file=sys.stderr)
+    if unknown or args.baseline not in VARIANTS:
+        what = f"variants {unknown}" if unknown else f"--baseline {args.baseline}"
+        print(f"error: unknown {what}; known: {', '.join(VARIANTS)}", file=sys.stderr)
         return 2
     if args.time_only:
         text = time_variants(args)
@@ -662,10 +669,10 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         identity = score_identity(args, results, references)
-        text, means = table(rows, identity)
+        text, means = table(rows, identity, args.baseline)
         spreads = seed_spreads(rows)
-        gains = gains_vs_tutorial(rows)
-        winners = beat_the_tutorial(gains, spreads)
+        gains = gains_vs_baseline(rows, args.baseline)
+        winners = beat_the_baseline(gains, spreads, args.baseline)
         if args.best and not args.score_only:
             chosen = winners or [min(gains, key=gains.get)]
             args.best_changes = {k: v for n in chosen for k, v in variant_changes(n).items()
@@ -673,7 +680,7 @@ def main() -> int:
             args.best_changes.setdefault("augment", False)
             train_all([("best", seed) for seed in seeds], args, train_dir, results, args.runs or workdir)
             rows = score_results(results, references, args.final_only)
-            text, means = table(rows, identity)
+            text, means = table(rows, identity, args.baseline)
 
     command = "python bench/quality.py " + " ".join(sys.argv[1:])
     against = (f"the {len(list(args.validation.iterdir()))} validation paintings ({args.validation.name})"
@@ -686,8 +693,8 @@ def main() -> int:
         length = "/".join(str(n) for n in sorted({r["steps_done"] for r in rows})) + " steps"
     report = (f"`{command}`\n\n{length} at {args.size} px, width {args.width}, per variant; "
               f"FID/MiFID of {args.photos} translated photos at {args.export_size} px against {against}. "
-              f"The tutorial's seed-to-seed FID spread: {spreads.get('tutorial', float('nan')):.2f}. "
-              f"Beat the tutorial by more than its spread and their own: {', '.join(winners) or 'none'}. "
+              f"`{args.baseline}`'s seed-to-seed FID spread: {spreads.get(args.baseline, float('nan')):.2f}. "
+              f"Beat `{args.baseline}` by more than its spread and their own: {', '.join(winners) or 'none'}. "
               f"The photos themselves (identity row): FID {identity['fid']:.2f}; mean FID below it: "
               f"{', '.join(n for n in means if means[n] < identity['fid']) or 'none'}.\n\n{text}\n")
     print("\n" + report)

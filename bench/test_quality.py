@@ -64,7 +64,7 @@ def test_table_means_the_final_stage_and_a_spread_is_the_largest_seed_difference
     assert lines[2].startswith("| lsgan |") and "| -11.50 |" in lines[2]  # best first
     # history ran with seed 0 only: compared with the tutorial's seed 0 (100), not its mean (102)
     assert lines[3].startswith("| history |") and "| -1.00 |" in lines[3]
-    assert quality.gains_vs_tutorial(rows) == {"lsgan": -11.5, "history": -1.0}
+    assert quality.gains_vs_baseline(rows) == {"lsgan": -11.5, "history": -1.0}
     assert "| 150.00 | 102.00 | 100.00 / 104.00 | 4.00 |" in lines[-1]  # tutorial: stage means, per seed
 
 
@@ -98,7 +98,25 @@ def test_scores_against_a_chained_reference_also_show_the_fid_against_the_unchan
 def test_only_gains_larger_than_both_seed_spreads_count(spreads, expected):
     gains = {"lsgan": -11.5, "history": -3.0, "best": -22.0, "resnet": 8.0}
     spreads = {**spreads, "resnet": 0.0}  # and `best` has one seed
-    assert quality.beat_the_tutorial(gains, spreads) == expected
+    assert quality.beat_the_baseline(gains, spreads) == expected
+
+
+def test_another_baseline_takes_the_tutorials_place_in_the_column_the_gains_and_the_winners():
+    rows = [row("tutorial", 0, 120.0), row("tutorial", 1, 121.0), row("average", 0, 111.0),
+            row("average", 1, 112.0), row("lsgan", 0, 113.0), row("history", 0, 105.0), row("history", 1, 108.0)]
+    identity = {"variant": "identity", "fid": 123.0, "mifid": 123.0, "kid": 0.06}
+    text, means = quality.table(rows, identity, baseline="average")
+    lines = text.splitlines()
+    assert "| KID at 1500 | vs average | s/step |" in lines[0]
+    # lsgan beats the tutorial by 7 but is 2 worse than `average` on the seed both ran
+    assert quality.gains_vs_baseline(rows, "average") == {"tutorial": 9.0, "lsgan": 2.0, "history": -5.0}
+    assert [line.split(" | ")[0] for line in lines[2:]] == ["| history", "| average", "| lsgan", "| tutorial",
+                                                            "| identity"]
+    assert "| +0.00 |" in lines[3] and lines[-1].endswith("| +11.50 | - |")  # identity vs average's mean
+    spreads = quality.seed_spreads(rows)
+    assert quality.beat_the_baseline(quality.gains_vs_baseline(rows), spreads) == ["history", "average"]
+    assert quality.beat_the_baseline(quality.gains_vs_baseline(rows, "average"), spreads, "average") == ["history"]
+    assert quality.beat_the_baseline({"history": -5.0}, spreads, "laptop") == []  # no laptop runs
 
 
 def test_runs_with_a_time_budget_are_compared_where_their_budgets_ended():
