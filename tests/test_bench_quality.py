@@ -1,7 +1,8 @@
 """bench/quality.py's promise about its runs: stopping the benchmark stops them, each saved at
-its step (a later command with --runs continues it), and leaves no training process behind."""
+its step, and leaves no training process behind; a later command with --runs continues it."""
 
 import contextlib
+import json
 import os
 import re
 import signal
@@ -30,7 +31,7 @@ def run_processes(runs: Path) -> list[int]:
     return pids
 
 
-def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_leave_no_process(tmp_path):
+def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_the_same_command_continues_them(tmp_path):
     data = tmp_path / "data"
     write_records(data / "monet_tfrec" / "monet00-10.tfrec", random_images(10, seed=1))
     write_records(data / "photo_tfrec" / "photo00-10.tfrec", random_images(10, seed=2))
@@ -65,6 +66,20 @@ def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_leave_no_process(t
         assert not (runs / "tutorial-seed1").exists()
         assert run_processes(runs) == [], "a training process outlived the benchmark"
         assert not list(results.glob("tutorial-seed0*")), "a stopped run was painted as if finished"
+
+        # The same command with --runs continues the stopped run from its checkpoint: the epochs
+        # it logged before the stop keep their lines (a new run would log them anew).
+        metrics = runs / "tutorial-seed0" / "metrics.csv"
+        logged = metrics.read_text().splitlines()
+        epochs = int(stopped[1]) // 8 + 2  # 8 steps an epoch; one more after the interrupted one
+        again = [epochs if flag == "100000" else flag for flag in command]
+        again[again.index("0,1")] = "0"
+        finished = subprocess.run([str(flag) for flag in again], capture_output=True, text=True, timeout=300,
+                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+        assert finished.returncode == 0, finished.stderr[-3000:]
+        assert json.loads((results / "tutorial-seed0.json").read_text())["steps_done"] == 8 * epochs
+        lines = metrics.read_text().splitlines()
+        assert lines[:len(logged)] == logged and len(lines) == epochs + 1  # and the header
     finally:  # whatever failed above, nothing of it trains on
         if benchmark.poll() is None:
             os.killpg(benchmark.pid, signal.SIGKILL)
