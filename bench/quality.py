@@ -40,6 +40,7 @@ folders, an interrupted run continues from its newest checkpoint), and `--no-sco
 Inception weights are). SIGTERM, SIGINT (Ctrl-C) or SIGHUP to the benchmark reaches its runs:
 each saves a checkpoint after its current step and stops, no new run starts, and the benchmark
 exits 128 + the signal's number once they have (a second signal stops them at once, unsaved).
+On Linux a benchmark killed outright (SIGKILL) stops its runs the same way, through the kernel.
 """
 
 import argparse
@@ -265,7 +266,8 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
 
 def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir) -> None:
     spec = {"name": name, "changes": variant_changes(name) if name in VARIANTS else args.best_changes, "seed": seed,
-            "train_dir": str(train_dir), "results": str(results), "workdir": str(workdir)}
+            "train_dir": str(train_dir), "results": str(results), "workdir": str(workdir),
+            "benchmark": os.getpid()}
     command = [sys.executable, __file__, "--data", str(args.data), "--size", str(args.size),
                "--width", str(args.width), "--steps", str(args.steps), "--stages", str(args.stages),
                "--photos", str(args.photos), "--variants", ",".join(args.variant_names),
@@ -330,6 +332,21 @@ class RunProcesses:
 
 
 RUNS_IN_PROGRESS = RunProcesses()
+
+
+def stop_when_the_benchmark_dies(benchmark: int) -> None:
+    """In a run: on Linux, the kernel sends it SIGTERM (save after the step, stop) when the
+    benchmark's thread that started it ends, so a benchmark killed by SIGKILL, which it cannot
+    forward, leaves no run training unseen (prctl PR_SET_PDEATHSIG). Elsewhere, nothing."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, signal.SIGTERM, 0, 0, 0) != 0:  # 1: PR_SET_PDEATHSIG
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != benchmark:  # it died before the request: no signal will come
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def chains_references(args) -> bool:
@@ -607,6 +624,7 @@ def main() -> int:
         from monet_gan import cli
 
         spec = json.loads(args.run)
+        stop_when_the_benchmark_dies(spec["benchmark"])
         return cli.run(lambda: run_variant(spec["name"], spec["changes"], spec["seed"], args,
                                            Path(spec["train_dir"]), Path(spec["results"]),
                                            Path(spec["workdir"])))

@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from monet_gan import checkpoints, run_folder
 
 from conftest import random_images, write_records
@@ -31,29 +33,47 @@ def run_processes(runs: Path) -> list[int]:
     return pids
 
 
-def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_the_same_command_continues_them(tmp_path):
+def start_benchmark(tmp_path, *flags) -> tuple[subprocess.Popen, list, Path, Path]:
+    """The benchmark training the tutorial on 10 random paintings and photos (8 trained on, a
+    checkpoint at each epoch's end), in a session of its own as a terminal's foreground job
+    (Ctrl-C goes to its whole group), once its first run has saved a checkpoint."""
     data = tmp_path / "data"
     write_records(data / "monet_tfrec" / "monet00-10.tfrec", random_images(10, seed=1))
     write_records(data / "photo_tfrec" / "photo00-10.tfrec", random_images(10, seed=2))
     runs, results = tmp_path / "runs", tmp_path / "results"
-    # Epochs of the 8 paintings trained on (10 less every fifth held out), a checkpoint at each
-    # epoch's end: far more than the test waits for.
     command = [sys.executable, str(BENCHMARK), "--data", str(data), "--validation", "none",
                "--size", "32", "--width", "4", "--photos", "4", "--epochs", "100000",
-               "--variants", "tutorial", "--seeds", "0,1", "--jobs", "1",
-               "--runs", str(runs), "--results", str(results), "--no-score"]
-    # A session of its own, as a terminal's foreground job: Ctrl-C goes to its whole group.
+               "--variants", "tutorial", "--jobs", "1",
+               "--runs", str(runs), "--results", str(results), "--no-score", *flags]
     benchmark = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"), start_new_session=True)
+    checkpoint_dir = runs / "tutorial-seed0" / run_folder.CHECKPOINT_DIR
+    deadline = time.monotonic() + 240
     try:
-        checkpoint_dir = runs / "tutorial-seed0" / run_folder.CHECKPOINT_DIR
-        deadline = time.monotonic() + 240
         while not checkpoints.checkpoint_steps(checkpoint_dir):
             assert benchmark.poll() is None, benchmark.communicate()
             assert time.monotonic() < deadline, "the first run saved no checkpoint in 4 minutes"
             time.sleep(0.2)
         assert len(run_processes(runs)) == 1
+    except BaseException:
+        stop_everything(benchmark, runs)
+        raise
+    return benchmark, command, runs, results
 
+
+def stop_everything(benchmark: subprocess.Popen, runs: Path) -> None:
+    """Whatever a test left, nothing of it trains on."""
+    if benchmark.poll() is None:
+        os.killpg(benchmark.pid, signal.SIGKILL)
+    for pid in run_processes(runs):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_the_same_command_continues_them(tmp_path):
+    benchmark, command, runs, results = start_benchmark(tmp_path, "--seeds", "0,1")
+    checkpoint_dir = runs / "tutorial-seed0" / run_folder.CHECKPOINT_DIR
+    try:
         os.killpg(benchmark.pid, signal.SIGINT)  # Ctrl-C
         stdout, stderr = benchmark.communicate(timeout=120)
 
@@ -80,9 +100,24 @@ def test_ctrl_c_reaches_the_runs_which_save_at_their_step_and_the_same_command_c
         assert json.loads((results / "tutorial-seed0.json").read_text())["steps_done"] == 8 * epochs
         lines = metrics.read_text().splitlines()
         assert lines[:len(logged)] == logged and len(lines) == epochs + 1  # and the header
-    finally:  # whatever failed above, nothing of it trains on
-        if benchmark.poll() is None:
-            os.killpg(benchmark.pid, signal.SIGKILL)
-        for pid in run_processes(runs):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+    finally:
+        stop_everything(benchmark, runs)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_benchmark_killed_outright_stops_its_run_through_the_kernel(tmp_path):
+    benchmark, _, runs, _ = start_benchmark(tmp_path, "--seeds", "0")
+    try:
+        os.kill(benchmark.pid, signal.SIGKILL)  # the benchmark alone: nothing it could forward
+        benchmark.wait(timeout=60)
+        deadline = time.monotonic() + 120
+        while run_processes(runs):
+            assert time.monotonic() < deadline, "the run trained on after its benchmark was killed"
+            time.sleep(0.2)
+        # Without the kernel's SIGTERM it would have trained its 100000 epochs; with it, it saved
+        # after its step as a stop signal has it do, and left whole checkpoints.
+        checkpoint_dir = runs / "tutorial-seed0" / run_folder.CHECKPOINT_DIR
+        newest = max(checkpoints.checkpoint_steps(checkpoint_dir))
+        assert (checkpoint_dir / f"{checkpoints.CHECKPOINT_PREFIX}-{newest}.index").is_file()
+    finally:
+        stop_everything(benchmark, runs)
