@@ -691,6 +691,13 @@ def main() -> int:
         spreads = seed_spreads(rows)
         gains = gains_vs_baseline(rows, args.baseline)
         winners = beat_the_baseline(gains, spreads, args.baseline)
+        if not gains:
+            problem = f"no run of --baseline {args.baseline} in {results} shares a seed with another variant"
+            if args.best and not args.score_only:
+                print(f"error: {problem}, so --best has nothing to choose from: train it there or name "
+                      "another baseline", file=sys.stderr)
+                return 2
+            print(f"note: {problem}: the table's 'vs' column is empty", file=sys.stderr)
         if args.best and not args.score_only:
             chosen = winners or [min(gains, key=gains.get)]
             args.best_changes = {k: v for n in chosen for k, v in variant_changes(n).items()
