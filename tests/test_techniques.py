@@ -116,16 +116,19 @@ def test_learning_rate_is_constant_then_falls_linearly_to_zero():
 
 
 def test_a_time_budget_that_ends_the_run_before_the_decay_starts_is_warned_of(tiny_config, tmp_path, capfd):
-    # 1000 epochs of 2 steps, the decay from step 1000: a 20 s budget ends the run long before.
-    config = tiny_config.replace(epochs=1000, lr_decay_start=0.5, time_budget="20s", export=False)
+    # 100000 epochs of 2 steps, the decay from step 100000: a 60 s budget ends the run long
+    # before at any speed, and leaves a loaded machine time for the two epoch ends the warning
+    # measures between. (1000 epochs and 20 s failed once in CI beside a training run: either
+    # the budget ran out within the first epoch, or steps under 20 ms reached the decay.)
+    config = tiny_config.replace(epochs=100_000, lr_decay_start=0.5, time_budget="60s", export=False)
     train.train(config, tmp_path / "run")
     err = capfd.readouterr().err
     warning = re.search(r"Warning: at [0-9.]+ s per step the time budget ends this run near step (\d+), "
-                        r"before the learning rate starts to decay at step 1000 \(--lr-decay-start 0.5 "
-                        r"of --epochs 1000\)\. For the decay to fall within the budget, set --epochs to "
+                        r"before the learning rate starts to decay at step 100000 \(--lr-decay-start 0.5 "
+                        r"of --epochs 100000\)\. For the decay to fall within the budget, set --epochs to "
                         r"about (\d+)\.", err)
     assert warning, err
-    assert 0 < int(warning[1]) < 1000 and int(warning[2]) == max(int(warning[1]) // 2, 1)
+    assert 0 < int(warning[1]) < 100_000 and int(warning[2]) == max(int(warning[1]) // 2, 1)
     assert err.count("Warning: at") == 1  # once
 
 
