@@ -87,7 +87,7 @@ class DecayOutOfBudgetWarning(keras.callbacks.Callback):
         self.deadline, self.decay_start, self.steps_per_epoch = deadline, decay_start, steps_per_epoch
         self.clock = clock
         self.settings = settings  # the flags, as the user gave them
-        self.last_end = None  # (time.monotonic(), steps done) at the last epoch end
+        self.last_end = None  # (clock(), steps done) at the last epoch end
         self.warned = False
 
     def on_epoch_end(self, epoch, logs=None):

@@ -240,6 +240,11 @@ class ConstantThenLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         return {"rate": self.rate, "total_steps": self.total_steps, "decay_start": self.decay_start}
 
 
+def decay_start_step(config: Config, total_steps: int) -> int:
+    """The step where the rate starts to fall: --lr-decay-start of the run's `total_steps`."""
+    return int(total_steps * config.lr_decay_start)
+
+
 def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
     """The four networks and their Adam optimizers (`steps.Adam`), compiled (call inside the
     strategy's scope).
@@ -268,7 +273,7 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
 
     def schedule(rate: float):
         if config.lr_decay_start < 1.0:
-            return ConstantThenLinearDecay(rate, total_steps, int(total_steps * config.lr_decay_start))
+            return ConstantThenLinearDecay(rate, total_steps, decay_start_step(config, total_steps))
         return rate
 
     rate = schedule(config.learning_rate)

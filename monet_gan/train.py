@@ -173,7 +173,7 @@ def _train_epochs(setup: Setup, run_dir: Path, checkpoint, manager, started: flo
     callbacks = _callbacks(setup, run_dir, checkpoint, saver)
     if budget and config.lr_decay_start < 1.0 and setup.chief:
         callbacks.append(DecayOutOfBudgetWarning(
-            started + budget, int(config.epochs * steps * config.lr_decay_start), steps,
+            started + budget, cyclegan.decay_start_step(config, config.epochs * steps), steps,
             f"--lr-decay-start {config.lr_decay_start:g} of --epochs {config.epochs}"))
     if keras.backend.backend() == "jax":
         fit = functools.partial(steps_lib.fit_jax, setup.model)
