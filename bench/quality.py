@@ -106,6 +106,8 @@ VARIANTS = {
     # No identity loss on top of the average: the critics' pull on the paintings' colours is then
     # held back by the cycle loss alone (the preset's paintings keep the photos' colours)
     "average_identity0": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0},
+    # Both screens that beat the preset's seed 0 on top of the average, together
+    "average_identity0_momentum998": {"augment": True, "generator_average": 0.998, "identity_weight": 0.0},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
