@@ -235,6 +235,16 @@ def test_cli_dry_run_prints_the_resolved_config_and_exits(tmp_path):
     assert list(tmp_path.iterdir()) == []  # nothing written
 
 
+def test_cli_warns_when_the_laptop_preset_paints_without_its_average(tmp_path):
+    turned_off = cli("monet_gan.train", "--preset", "laptop", "--generator-average", "0", "--dry-run",
+                     cwd=tmp_path)
+    assert turned_off.returncode == 0, turned_off.stderr
+    assert config_lib.Config.from_json(turned_off.stdout).generator_average == 0
+    assert "warning: --generator-average 0 paints with the last weights" in turned_off.stderr
+    kept = cli("monet_gan.train", "--preset", "laptop", "--dry-run", cwd=tmp_path)
+    assert kept.returncode == 0 and "--generator-average" not in kept.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["--data", "/no/such/folder"], "error: --data /no/such/folder: no such folder"),
     (["--image-size", "100"], "error: image_size must be a power of two .*--image-size.*100"),
