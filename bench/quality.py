@@ -108,6 +108,10 @@ VARIANTS = {
     "average_identity0": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0},
     # Both screens that beat the preset's seed 0 on top of the average, together
     "average_identity0_momentum998": {"augment": True, "generator_average": 0.998, "identity_weight": 0.0},
+    # Half the cycle weight on top of the preset without the identity loss: the cycle loss is then
+    # all that holds a painting to its photo, so this lets the critics pull the paintings further
+    "average_identity0_cycle5": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
+                                 "cycle_weight": 5.0},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
