@@ -264,13 +264,14 @@ def kaggle() -> Config:
 def laptop() -> Config:
     """The best paintings measured from 40 minutes of a 2-core CPU without an accelerator
     (bench/QUALITY.md, "Laptop budget"): the `kaggle` recipe at 128 px without the identity
-    loss (7.0 FID better than with it, on three seeds of 3900 steps each), about 4500 steps in
-    that time (a step without the identity loss's two generator passes costs 0.86 of one with;
-    FID 103.3 against the validation paintings after 4500 steps, 104.5 after 3900), painting with the moving average of the generator's weights (4.6 to 27.0 FID better than
-    its last weights on each of three seeds: without the identity loss the last weights vary
-    most); training stops when the time budget is spent and the photos are painted at 256 px
-    with the 128 px weights (export_mode 'full'). `--time-budget` sets another budget. (Half the
-    width with LSGAN trains three times the steps in that time and painted less like Monet.)"""
+    loss (7.0 FID better than with it, on three seeds of 3900 steps each), about 4150 steps in
+    that time on the measuring machine (FID 104.5 against the validation paintings after 3900
+    steps, 103.3 after 4500), painting with the moving average of the generator's weights (4.6
+    to 27.0 FID better than its last weights on each of three seeds: without the identity loss
+    the last weights vary most); training stops when the time budget is spent and the photos
+    are painted at 256 px with the 128 px weights (export_mode 'full'). `--time-budget` sets
+    another budget. (Half the width with LSGAN trains three times the steps in that time and
+    painted less like Monet.)"""
     return Config(image_size=128, epochs=1000, time_budget="40m", generator_average=0.999, identity_weight=0.0)
 
 
