@@ -230,12 +230,12 @@ def config_from_args(args) -> Config:
 def _warn_if_average_turned_off(args, config: Config) -> None:
     """A preset that paints with the moving average of its generator's weights was measured
     with it: on `laptop` its last weights painted 4.6 to 27.0 FID worse (bench/QUALITY.md)."""
-    if not args.resume and config_lib.preset(args.preset).generator_average > 0 \
-            and config.generator_average == 0:
-        print(f"warning: --generator-average 0 paints with the last weights; the {args.preset} "
-              "preset was measured painting with their average, and its last weights painted "
-              "4.6 to 27.0 FID worse (bench/QUALITY.md). Leave the flag out to keep the average.",
-              file=sys.stderr)
+    measured = config_lib.preset(args.preset).generator_average
+    if not args.resume and measured > 0 and config.generator_average == 0:
+        print(f"warning: --generator-average 0 paints with the last weights, not the average "
+              f"({measured}) the {args.preset} preset was measured with; on laptop the last weights "
+              "painted 4.6 to 27.0 FID worse (bench/QUALITY.md). Leave the flag out to keep the "
+              "average.", file=sys.stderr)
 
 
 def main(argv=None) -> int:
