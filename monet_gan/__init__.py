@@ -5,7 +5,7 @@ Commands on top, importing nothing from each other: `train`, `export`, `paint`, 
 `callbacks`, `checkpoints`, `distribute`), the input of the backend Keras runs on (`inputs`:
 `pipeline` and `image_sets` with `tf.data`, `numpy_pipeline` and `numpy_images` under JAX,
 without TensorFlow), images, figures and scores (`tiling`, `translation`, `figures`, `scores`,
-`inception`), the models (`cyclegan`, `noise_gan`, `style_transfer`, `steps`, `networks`,
+`inception`), the models (`contrastive`, `cyclegan`, `noise_gan`, `style_transfer`, `steps`, `networks`,
 `conv_kernels`, `fused_adam`, `diffaugment`), data (`data`, `data_folder`), and the base (`cli`,
 `run_folder`, `config`, `files`, `errors`). A module imports only from modules after it in this
 list.

@@ -1,6 +1,7 @@
 """A run's checkpoints: what they hold, when they are written, which one a resume uses.
 
-A checkpoint holds the four networks, their optimizers (moments and iteration count, and the
+A checkpoint holds the networks (the CycleGAN's four, or contrastive translation's three),
+their optimizers (moments and iteration count, and the
 moving average of the photo -> Monet generator's weights with `generator_average`), the
 random state of the generators' dropout and of DiffAugment, the fake-image history if one is
 used, and the training step. The data position follows
@@ -25,7 +26,6 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from monet_gan.cyclegan import NETWORK_NAMES
 from monet_gan.errors import RunError, TrainingStopped
 from monet_gan.files import write_atomically
 
@@ -46,7 +46,7 @@ def make_checkpoint(model, step):
     """Everything a run needs to continue exactly: a tf.train.Checkpoint under TensorFlow, an
     ArrayCheckpoint of the same parts under any other backend."""
     parts = {"step": [step]}
-    for name, (optimizer, network) in zip(NETWORK_NAMES, model.optimized_networks()):
+    for name, (optimizer, network) in zip(model.NETWORK_NAMES, model.optimized_networks()):
         parts.update({name: network, f"{name}_optimizer": optimizer,
                       f"{name}_dropout_state": dropout_random_state(network)})
     parts["augment_random_state"] = [model.seed_generator.state]  # DiffAugment, image history

@@ -26,6 +26,7 @@ BAD_RECORD_POLICIES = ("fail", "skip")
 GENERATORS = ("unet", "resnet")
 UPSAMPLINGS = ("transpose", "resize")
 ADVERSARIAL_LOSSES = ("bce", "lsgan")
+TRANSLATION_LOSSES = ("cycle", "patchnce")
 DIFFAUGMENT_PARTS = ("color", "translation", "cutout")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 STRATEGIES = ("auto", "tpu", "mirrored", "multiworker", "default")
@@ -96,6 +97,16 @@ class Config:
                                   minimum=0.0)
     identity_weight: float = setting(5.0, "weight of the identity loss (the tutorial: 0.5 lambda); 0: off",
                                      minimum=0.0)
+    translation_loss: str = setting(
+        "cycle", "what holds each painting to its photo: cycle (the CycleGAN: a Monet -> photo generator and "
+        "critic, and the cycle loss) or patchnce (contrastive translation, CUT: one generator and one critic, "
+        "and PatchNCE on the generator's own features; cycle and identity weights unused)",
+        choices=TRANSLATION_LOSSES)
+    nce_weight: float = setting(1.0, "weight of PatchNCE (translation_loss patchnce; the CUT paper's 1)",
+                                minimum=0.0)
+    identity_nce: bool = setting(
+        True, "translation_loss patchnce: PatchNCE on Monet paintings too, G(y) against y (the CUT paper's "
+        "CUT; off: its FastCUT, a cheaper step)")
     adversarial_loss: str = setting(
         "bce", "bce (from logits, the tutorial's) or lsgan (least squares, the paper's)",
         choices=ADVERSARIAL_LOSSES)

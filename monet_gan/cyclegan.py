@@ -79,6 +79,14 @@ class ImageHistory:
         return [self.images, self.count]
 
 
+def critic_logits(critic, images, diffaugment_policy: tuple, diffaugment_strength: float,
+                  seed_generator, training: bool):
+    """The critic's patch logits of `images`, after DiffAugment (in training, when it is on)."""
+    if diffaugment_policy and training:
+        images = diffaugment.diff_augment(images, diffaugment_policy, diffaugment_strength, seed_generator)
+    return critic(images, training=training)
+
+
 def l1_loss(a, b):
     """Per-example mean absolute difference."""
     return _per_example_mean(ops.abs(a - b))
@@ -93,6 +101,8 @@ class CycleGAN(keras.Model):
     the global-batch mean under any number of replicas.
     """
 
+    NETWORK_NAMES = NETWORK_NAMES
+    LOSS_NAMES = LOSS_NAMES
     OBJECTIVES = LOSS_NAMES[:4]  # what each network of NETWORK_NAMES minimises, in order
 
     def __init__(self, photo_to_monet, monet_to_photo, monet_critic, photo_critic,
@@ -199,11 +209,9 @@ class CycleGAN(keras.Model):
         """The critics' patch logits of real and generated images. The critics' own losses
         judge older fakes instead when there is a history ("critics_fake_*": its images carry
         no gradient to the generators, whose losses use the current fakes)."""
-        def critic(network, images):  # DiffAugment, when on, before every critic call
-            if self.diffaugment_policy and training:
-                images = diffaugment.diff_augment(images, self.diffaugment_policy,
-                                                  self.diffaugment_strength, self.seed_generator)
-            return network(images, training=training)
+        def critic(network, images):
+            return critic_logits(network, images, self.diffaugment_policy, self.diffaugment_strength,
+                                 self.seed_generator, training)
 
         logits = {"real_monets": critic(self.monet_critic, monets),
                   "fake_monets": critic(self.monet_critic, fake_monets),
@@ -267,17 +275,7 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         history_size=config.history_size,
         seed=config.seed,
     )
-    if config.lr_decay_start < 1.0 and not total_steps:
-        raise ConfigError("lr_decay_start below 1 (flag --lr-decay-start) needs the run's "
-                          "length: pass total_steps to build_cyclegan.")
-
-    def schedule(rate: float):
-        if config.lr_decay_start < 1.0:
-            return ConstantThenLinearDecay(rate, total_steps, decay_start_step(config, total_steps))
-        return rate
-
-    rate = schedule(config.learning_rate)
-    critic_rate = schedule(config.critic_learning_rate or config.learning_rate)
+    rate, critic_rate = learning_rates(config, total_steps)
     model.compile(
         photo_to_monet_optimizer=make_optimizer(config, rate, "photo_to_monet",
                                                 average=config.generator_average),
@@ -288,6 +286,21 @@ def build_cyclegan(config: Config, total_steps: int | None = None) -> CycleGAN:
         steps_per_execution=config.steps_per_execution,
     )
     return model
+
+
+def learning_rates(config: Config, total_steps: int | None) -> tuple:
+    """The generators' and the critics' learning rates: floats, or schedules when the rate
+    decays (which needs the run's length, `total_steps`)."""
+    if config.lr_decay_start < 1.0 and not total_steps:
+        raise ConfigError("lr_decay_start below 1 (flag --lr-decay-start) needs the run's "
+                          "length: pass total_steps when building the model.")
+
+    def schedule(rate: float):
+        if config.lr_decay_start < 1.0:
+            return ConstantThenLinearDecay(rate, total_steps, decay_start_step(config, total_steps))
+        return rate
+
+    return schedule(config.learning_rate), schedule(config.critic_learning_rate or config.learning_rate)
 
 
 def make_optimizer(config: Config, rate, network_name: str, average: float = 0.0):

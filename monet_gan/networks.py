@@ -1,4 +1,5 @@
-"""The generators (U-Net, ResNet) and critic (PatchGAN) of the CycleGAN, as functional Keras models.
+"""The generators (U-Net, ResNet) and critic (PatchGAN) of the CycleGAN, and the patch heads of
+contrastive translation (CUT), as functional Keras models.
 
 At the `kaggle()` defaults they are exactly the networks of the public tutorial notebook
 (54,414,979 and 2,765,569 parameters), with its InstanceNormalization (from the retired TF Addons)
@@ -219,3 +220,28 @@ def build_discriminator(config: Config, name: str = "critic") -> keras.Model:
         1, 4, strides=1, kernel_initializer=_conv_init(), dtype="float32", name="logits"
     )(x)
     return keras.Model(images, logits, name=name)
+
+
+def encoder_layers(generator: keras.Model) -> list[str]:
+    """The layers of `generator` whose outputs PatchNCE compares (`contrastive`): its RGB input
+    and four blocks of its encoder, from fine to coarse, as the CUT paper takes the input, the
+    downsamplings and residual blocks of its ResNet generator (the U-Net's first four down
+    blocks: 64 to 8 px at 128)."""
+    names = [layer.name for layer in generator.layers]
+    if "in_act" in names:  # the ResNet generator
+        return ["images", "in_act", "down0_act", "down1_act", "res0"]
+    return ["images"] + [f"down{i}_act" for i in range(4) if f"down{i}_act" in names]
+
+
+def build_patch_heads(channels: list[int], units: int = 256, name: str = "patch_heads") -> keras.Model:
+    """CUT's projection heads (H_l in the paper): for each encoder layer, a two-layer MLP
+    (`units` wide, ReLU between) from that layer's `channels` features of sampled patches,
+    [batch, patches, channels], to `units`."""
+    inputs, outputs = [], []
+    for i, width in enumerate(channels):
+        patches = keras.Input((None, width), name=f"layer{i}")
+        x = keras.layers.Dense(units, activation="relu", kernel_initializer=_conv_init(), name=f"head{i}_hidden")(patches)
+        outputs.append(keras.layers.Dense(units, kernel_initializer=_conv_init(), dtype="float32",
+                                          name=f"head{i}_out")(x))
+        inputs.append(patches)
+    return keras.Model(inputs, outputs, name=name)

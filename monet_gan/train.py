@@ -15,7 +15,8 @@ from pathlib import Path
 
 import keras
 
-from monet_gan import artifacts, checkpoints, cli, cyclegan, data_folder, distribute, inputs, run_folder, scores
+from monet_gan import (artifacts, checkpoints, cli, contrastive, cyclegan, data_folder, distribute, inputs,
+                       run_folder, scores)
 from monet_gan import config as config_lib
 from monet_gan import steps as steps_lib
 from monet_gan.callbacks import DecayOutOfBudgetWarning, RunCallback, fid_callback
@@ -35,12 +36,12 @@ class Setup:
     global_batch: int
     steps: int  # per epoch
     sets: tuple  # (photo, Monet) inputs.ImageSet
-    model: cyclegan.CycleGAN
+    model: cyclegan.CycleGAN | contrastive.ContrastiveGAN
     step: keras.Variable  # training steps done, checkpointed (a tf.Variable under TensorFlow)
 
 
 def train(config: Config, run_dir: str | Path, resume: bool = False,
-          strategy=None) -> cyclegan.CycleGAN:
+          strategy=None) -> cyclegan.CycleGAN | contrastive.ContrastiveGAN:
     """Trains (or, with `resume`, continues) the run in `run_dir`; returns the model.
 
     A new run refuses a folder that already holds a run. `strategy` defaults to
@@ -75,6 +76,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     return setup.model
 
 
+def build_model(config: Config, total_steps: int | None = None):
+    """The model `config.translation_loss` names, compiled (inside the strategy's scope): the
+    CycleGAN, or contrastive translation (CUT)."""
+    if config.translation_loss == "patchnce":
+        return contrastive.build_contrastive_gan(config, total_steps)
+    return cyclegan.build_cyclegan(config, total_steps)
+
+
 def _with_backend(config: Config, run_dir: Path, resume: bool) -> Config:
     """The config with the backend Keras runs on, which must be the one it names, if any."""
     running = keras.backend.backend()
@@ -101,7 +110,7 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
     if chief:
         check_writable(run_dir, "--run-dir")
     with strategy.scope():
-        model = cyclegan.build_cyclegan(config, total_steps=config.epochs * steps)
+        model = build_model(config, total_steps=config.epochs * steps)
         step = steps_lib.step_counter()
     if chief:  # two checkpoints must fit: the one being written and the newest before it
         check_free_space(run_dir, 2 * checkpoints.estimated_checkpoint_bytes(model),
@@ -125,7 +134,7 @@ def _callbacks(setup: Setup, run_dir: Path, checkpoint, saver) -> list:
     the callbacks that log them), sample grids with metrics.csv, and TensorBoard."""
     config, chief = setup.config, setup.chief
     sample_photos = inputs.square_arrays(setup.sets[0], config.image_size, config.sample_images)
-    columns = cyclegan.LOSS_NAMES + (scores.SCORE_NAMES if config.fid_every else ())
+    columns = setup.model.LOSS_NAMES + (scores.SCORE_NAMES if config.fid_every else ())
     callbacks = [saver, RunCallback(run_dir, sample_photos, chief, columns)]
     scorer = None
     if config.fid_every and chief:
