@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from monet_gan import config as config_lib
-from monet_gan import cyclegan, data
+from monet_gan import contrastive, cyclegan, data, train
 from monet_gan.fused_adam import FusedAdam
 
 CONFIG = config_lib.tiny().replace(dropout=0.0)  # dropout would differ between replicas
@@ -77,12 +77,12 @@ def test_a_few_steps_lower_the_cycle_loss():
     assert all(np.isfinite(v[0]) for v in history.history.values())
 
 
-def _one_step(strategy, initial_weights, optimizer):
+def _one_step(strategy, initial_weights, optimizer, config=CONFIG):
     photos, monets = batch()
     with strategy.scope():
-        model = cyclegan.build_cyclegan(CONFIG)  # Adam, compiled to a graph as in training
+        model = train.build_model(config)  # Adam, compiled to a graph as in training
         if optimizer == "sgd":  # eager: six times quicker to run than to trace under 2 replicas
-            model.compile(*(keras.optimizers.SGD(0.1) for _ in range(4)), run_eagerly=True)
+            model.compile(*(keras.optimizers.SGD(0.1) for _ in model.NETWORK_NAMES), run_eagerly=True)
     for variable, value in zip(model.weights, initial_weights):
         variable.assign(value)
     history = model.fit(tf.data.Dataset.from_tensors((photos, monets)), verbose=0, shuffle=False)
@@ -113,6 +113,22 @@ def test_two_replicas_take_the_same_step_as_one(optimizer, two_replicas):
     for a, b in zip(one_weights, two_weights):
         np.testing.assert_allclose(a, b, atol=1e-5 if optimizer == "sgd" else 1e-6)
     for name in cyclegan.LOSS_NAMES:
+        np.testing.assert_allclose(one_losses[name], two_losses[name], rtol=1e-5)
+
+
+def test_two_replicas_take_the_same_contrastive_step_as_one(two_replicas, monkeypatch):
+    """The same for contrastive translation (CUT), with PatchNCE at every place of every layer,
+    so that the replicas' own patch draws do not matter."""
+    monkeypatch.setattr(contrastive, "PATCHES", CONFIG.image_size**2)
+    config = CONFIG.replace(translation_loss="patchnce")
+    keras.utils.set_random_seed(0)
+    initial = [w.numpy() for w in train.build_model(config).weights]
+    one_weights, one_losses = _one_step(tf.distribute.get_strategy(), initial, "sgd", config)
+    two_weights, two_losses = _one_step(two_replicas, initial, "sgd", config)
+    assert max(np.abs(a - b).max() for a, b in zip(one_weights, initial)) > 1e-4
+    for a, b in zip(one_weights, two_weights):  # some weights reach tens: rounding is relative
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    for name in contrastive.LOSS_NAMES:
         np.testing.assert_allclose(one_losses[name], two_losses[name], rtol=1e-5)
 
 
