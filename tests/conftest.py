@@ -16,6 +16,12 @@ def random_images(count: int, size: int = 256, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 256, (count, size, size, 3), dtype=np.uint8)
 
 
+def smooth_images(count: int, seed: int, size: int = 32) -> np.ndarray:
+    """`count` images in [-1, 1], float32: bilinear blow-ups of 4x4 noise drawn from `seed`."""
+    coarse = np.random.default_rng(seed).uniform(-1, 1, (count, 4, 4, 3)).astype("float32")
+    return tf.image.resize(coarse, [size, size]).numpy()
+
+
 def window_places(windows: np.ndarray, images: np.ndarray) -> list[tuple[int, int, int] | None]:
     """For each uint8 window, (image index, top, left) of a place in `images` that holds it
     exactly, or None."""

@@ -11,17 +11,12 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import smooth_images
 
 from monet_gan import checkpoints, contrastive, networks, run_folder, train
 from monet_gan import config as config_lib
 
 CONFIG = config_lib.tiny().replace(translation_loss="patchnce", dropout=0.0)
-
-
-def smooth_images(count: int, seed: int, size: int = 32) -> np.ndarray:
-    """Images in [-1, 1]: bilinear blow-ups of 4x4 noise."""
-    coarse = np.random.default_rng(seed).uniform(-1, 1, (count, 4, 4, 3)).astype("float32")
-    return tf.image.resize(coarse, [size, size]).numpy()
 
 
 def test_info_nce_is_the_cross_entropy_of_each_query_with_its_own_key():

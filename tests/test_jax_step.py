@@ -12,6 +12,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import smooth_images
 
 from monet_gan import config as config_lib
 from monet_gan import cyclegan
@@ -61,12 +62,6 @@ JAX_SIDE = textwrap.dedent("""
 """)
 
 
-def smooth_images(seed: int) -> np.ndarray:
-    """One 32 px image in [-1, 1]: a bilinear blow-up of 4x4 noise."""
-    coarse = np.random.default_rng(seed).uniform(-1, 1, (1, 4, 4, 3)).astype("float32")
-    return tf.image.resize(coarse, [32, 32]).numpy()
-
-
 def test_the_jax_step_takes_the_tensorflow_step(tmp_path):
     keras.utils.set_random_seed(0)
     model = cyclegan.build_cyclegan(CONFIG)
@@ -75,7 +70,7 @@ def test_the_jax_step_takes_the_tensorflow_step(tmp_path):
     for name in cyclegan.NETWORK_NAMES:
         inputs.update({f"{name}/{i}": w for i, w in enumerate(getattr(model, name).get_weights())})
     for i in range(STEPS):
-        inputs[f"photos/{i}"], inputs[f"monets/{i}"] = smooth_images(2 * i), smooth_images(2 * i + 1)
+        inputs[f"photos/{i}"], inputs[f"monets/{i}"] = smooth_images(1, 2 * i), smooth_images(1, 2 * i + 1)
     np.savez(tmp_path / "inputs.npz", **inputs)
     env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", JAX_PLATFORMS="cpu")
     jax_side = subprocess.Popen(  # runs while TensorFlow takes its steps here
