@@ -127,6 +127,10 @@ VARIANTS = {
     # 1.85 times its steps; given the time of its 3900 (7200 steps) it scored 104.30 on three seeds,
     # a tie with its 104.53
     "average_patchnce": {"augment": True, "generator_average": 0.999, "translation_loss": "patchnce"},
+    # The `laptop` preset in bfloat16 (Keras' mixed_bfloat16 policy): on a CPU with AVX512_BF16 its
+    # step is 0.80 times float32's at 128 px (bench/QUALITY.md); its paintings are not yet measured
+    "average_identity0_bf16": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
+                               "precision": "mixed_bfloat16"},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
