@@ -23,6 +23,24 @@ def test_presets_differ_only_in_a_few_fields():
         assert len(changed) <= 8, (name, changed)
 
 
+@pytest.mark.parametrize("flags, listed", [
+    ("fpu sse avx2 avx512f avx512_bf16 avx512_vnni", True),
+    ("fpu sse avx2 amx_bf16 amx_tile", True),
+    ("fpu sse avx2 avx512f avx512_vnni", False),  # AVX512 without its bfloat16 part
+])
+def test_bfloat16_instructions_are_read_from_the_cpus_flags(tmp_path, flags, listed):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: a CPU named avx512_bf16\nflags\t\t: {flags}\n")
+    assert config_lib.cpu_has_bfloat16(cpuinfo) is listed
+    assert config_lib.cpu_has_bfloat16(tmp_path / "absent") is False  # no /proc/cpuinfo: other systems
+
+
+@pytest.mark.parametrize("has_bfloat16, precision", [(True, "mixed_bfloat16"), (False, "float32")])
+def test_laptop_preset_computes_in_bfloat16_only_on_cpus_that_have_it(monkeypatch, has_bfloat16, precision):
+    monkeypatch.setattr(config_lib, "cpu_has_bfloat16", lambda: has_bfloat16)
+    assert config_lib.laptop().precision == precision  # the tests run under TensorFlow
+
+
 def test_json_round_trip():
     config = config_lib.sample().replace(seed=7, augment=False)
     assert config_lib.Config.from_json(config.to_json()) == config
