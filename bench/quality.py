@@ -132,6 +132,12 @@ VARIANTS = {
     # on three seeds against its 104.53 (bench/QUALITY.md): what `laptop` now does on such CPUs
     "average_identity0_bf16": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
                                "precision": "mixed_bfloat16"},
+    # Screens on top of the bf16 preset (2026-12-06): no dropout in the U-Net's up blocks (the
+    # CycleGAN paper's generators have none); the paper's ResNet generator (6 blocks at 128 px)
+    "average_identity0_bf16_dropout0": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
+                                        "precision": "mixed_bfloat16", "dropout": 0.0},
+    "average_identity0_bf16_resnet": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
+                                      "precision": "mixed_bfloat16", "generator": "resnet"},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")

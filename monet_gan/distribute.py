@@ -95,6 +95,13 @@ def choose(kind: str, strategy: "tf.distribute.Strategy | None" = None) -> tuple
     return NoStrategy(), replicas
 
 
+def tensorflow_on_cpu(strategy) -> bool:
+    """Whether `strategy` trains under TensorFlow on CPUs alone: neither a TPU nor a GPU."""
+    if keras.backend.backend() != "tensorflow":
+        return False
+    return not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_logical_devices("GPU")
+
+
 def data_parallel(kind: str = "auto"):
     """Under Keras' JAX backend: `keras.distribution.DataParallel` over every device for
     `kind` "mirrored", and for "auto" when there are several; None for one device ("default",

@@ -53,7 +53,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False,
     run_dir = Path(run_dir)
     if not resume:
         run_folder.check_new(run_dir)
-    setup = _set_up(_with_backend(config, run_dir, resume), run_dir, strategy)
+    setup = _set_up(_with_backend(config, run_dir, resume), run_dir, strategy, resume)
     config = setup.config
     # Every worker saves (saving is collective); only the chief's copy is the run's.
     scratch = None if setup.chief else tempfile.TemporaryDirectory(prefix="monet_gan_worker_")
@@ -97,12 +97,13 @@ def _with_backend(config: Config, run_dir: Path, resume: bool) -> Config:
     return config.replace(backend=running)
 
 
-def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
+def _set_up(config: Config, run_dir: Path, strategy, resume: bool) -> Setup:
     """Checks the data and the run folder, builds the model in the strategy's scope, and
     only then writes config.json (a start that fails leaves the folder free for a retry)."""
     config = config.replace(data_dir=data_folder.resolve_data_dir(config.data_dir, inputs.isdir))
     keras.utils.set_random_seed(config.seed)
     strategy, replicas = distribute.choose(config.strategy, strategy)
+    _check_precision(config, strategy, resume, run_dir)
     chief = distribute.is_chief(strategy)
     global_batch = config.batch_size * replicas
     sets = inputs.training_sets(config, global_batch)
@@ -118,6 +119,20 @@ def _set_up(config: Config, run_dir: Path, strategy) -> Setup:
         run_folder.write_run_config(run_dir, config)
     multiworker = distribute.is_multiworker(strategy)
     return Setup(config, strategy, chief, multiworker, global_batch, steps, sets, model, step)
+
+
+def _check_precision(config: Config, strategy, resume: bool, run_dir: Path) -> None:
+    """Refuses bfloat16 on a CPU without bfloat16 instructions, before training: TensorFlow's
+    CPU convolutions (oneDNN) have no bfloat16 kernel there and would fail at the first step
+    (bench/QUALITY.md). A run folder moved from a CPU that has them resumes in float32: its
+    checkpoints hold float32 weights under either policy."""
+    if (config.precision != "mixed_bfloat16" or not distribute.tensorflow_on_cpu(strategy)
+            or config_lib.cpu_has_bfloat16()):
+        return
+    then = (f"resume it in float32: python -m monet_gan.train --resume {run_dir} --precision float32" if resume
+            else "train in float32: --precision float32")
+    raise ConfigError("--precision mixed_bfloat16: this CPU has no bfloat16 instructions (Linux lists neither "
+                      "avx512_bf16 nor amx_bf16), and TensorFlow's CPU convolutions need them; " + then)
 
 
 def _restore(checkpoint, run_dir: Path, setup: Setup) -> None:

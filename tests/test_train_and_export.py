@@ -14,7 +14,7 @@ from conftest import random_images
 
 from monet_gan import artifacts, callbacks, run_folder, train
 from monet_gan import config as config_lib
-from monet_gan.errors import DataError, RunError
+from monet_gan.errors import ConfigError, DataError, RunError
 from monet_gan.networks import any_size_copy
 from monet_gan.translation import export_generator, translate
 
@@ -82,6 +82,18 @@ def test_a_folder_holding_another_run_is_refused(run, tiny_config):
     run_dir, _ = run
     with pytest.raises(RunError, match=f"--run-dir {run_dir} already holds a run.*--resume"):
         train.train(tiny_config, run_dir)
+
+
+@pytest.mark.parametrize("resume, advice", [(False, "train in float32: --precision float32"),
+                                            (True, "resume it in float32: .*--resume .* --precision float32")])
+def test_bfloat16_on_a_cpu_without_bfloat16_instructions_is_refused_before_training(
+        tiny_config, tmp_path, monkeypatch, resume, advice):
+    # TensorFlow's CPU convolutions fail at the first step there (oneDNN has no bfloat16 kernel)
+    monkeypatch.setattr(config_lib, "cpu_has_bfloat16", lambda: False)
+    run_dir = tmp_path / "run"
+    with pytest.raises(ConfigError, match=f"--precision mixed_bfloat16: this CPU has no bfloat16.*{advice}"):
+        train.train(tiny_config.replace(precision="mixed_bfloat16"), run_dir, resume=resume)
+    assert not (run_dir / run_folder.CONFIG_FILE).exists()  # the folder stays free for a retry
 
 
 def test_an_interrupted_export_leaves_no_zip_and_keeps_the_old_one(run, tiny_config, tmp_path, data_dir,
