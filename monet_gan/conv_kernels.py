@@ -195,7 +195,8 @@ def conv2d_transpose(x, kernel, stride: int):
     return run(x, tf.convert_to_tensor(kernel))
 
 
-def _on_cpu_only() -> bool:
+def on_cpu_only() -> bool:
+    """Whether this process computes on CPUs alone: TensorFlow lists neither a GPU nor a TPU."""
     return not (tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
@@ -209,7 +210,7 @@ def _chooses_kernels(layer, inputs, training) -> bool:
     return bool(training and not tf.executing_eagerly() and inputs.shape.is_fully_defined()
                 and layer.data_format == "channels_last" and layer.dilation_rate == (1, 1)
                 and layer.strides[0] == layer.strides[1]
-                and layer.kernel_size[0] == layer.kernel_size[1] and _on_cpu_only())
+                and layer.kernel_size[0] == layer.kernel_size[1] and on_cpu_only())
 
 
 @keras.saving.register_keras_serializable(package="monet_gan")

@@ -18,6 +18,8 @@ if keras.backend.backend() == "jax":
 else:
     import tensorflow as tf
 
+    from monet_gan import conv_kernels
+
 
 class NoStrategy:
     """What training builds in under JAX, where Keras' distribution replaces strategies:
@@ -95,11 +97,9 @@ def choose(kind: str, strategy: "tf.distribute.Strategy | None" = None) -> tuple
     return NoStrategy(), replicas
 
 
-def tensorflow_on_cpu(strategy) -> bool:
-    """Whether `strategy` trains under TensorFlow on CPUs alone: neither a TPU nor a GPU."""
-    if keras.backend.backend() != "tensorflow":
-        return False
-    return not isinstance(strategy, tf.distribute.TPUStrategy) and not tf.config.list_logical_devices("GPU")
+def tensorflow_on_cpu() -> bool:
+    """Whether this process trains under TensorFlow on CPUs alone (`conv_kernels.on_cpu_only`)."""
+    return keras.backend.backend() == "tensorflow" and conv_kernels.on_cpu_only()
 
 
 def data_parallel(kind: str = "auto"):

@@ -103,7 +103,7 @@ def _set_up(config: Config, run_dir: Path, strategy, resume: bool) -> Setup:
     config = config.replace(data_dir=data_folder.resolve_data_dir(config.data_dir, inputs.isdir))
     keras.utils.set_random_seed(config.seed)
     strategy, replicas = distribute.choose(config.strategy, strategy)
-    _check_precision(config, strategy, resume, run_dir)
+    _check_precision(config, resume, run_dir)  # after `choose`: a TPU is listed once it is reached
     chief = distribute.is_chief(strategy)
     global_batch = config.batch_size * replicas
     sets = inputs.training_sets(config, global_batch)
@@ -121,12 +121,12 @@ def _set_up(config: Config, run_dir: Path, strategy, resume: bool) -> Setup:
     return Setup(config, strategy, chief, multiworker, global_batch, steps, sets, model, step)
 
 
-def _check_precision(config: Config, strategy, resume: bool, run_dir: Path) -> None:
+def _check_precision(config: Config, resume: bool, run_dir: Path) -> None:
     """Refuses bfloat16 on a CPU without bfloat16 instructions, before training: TensorFlow's
     CPU convolutions (oneDNN) have no bfloat16 kernel there and would fail at the first step
     (bench/QUALITY.md). A run folder moved from a CPU that has them resumes in float32: its
     checkpoints hold float32 weights under either policy."""
-    if (config.precision != "mixed_bfloat16" or not distribute.tensorflow_on_cpu(strategy)
+    if (config.precision != "mixed_bfloat16" or not distribute.tensorflow_on_cpu()
             or config_lib.cpu_has_bfloat16()):
         return
     then = (f"resume it in float32: python -m monet_gan.train --resume {run_dir} --precision float32" if resume
