@@ -72,8 +72,11 @@ class Config:
         choices=BAD_RECORD_POLICIES)
 
     # --- networks (the tutorial's U-Net and 70x70 PatchGAN at the defaults) ---
-    generator_filters: int = setting(64, "filters of the generator's first block; doubles per block up to 8x",
-                                     minimum=1)
+    generator_filters: int = setting(64, "filters of the generator's first block; doubles per block up to "
+                                     "generator_filter_cap times this", minimum=1)
+    generator_filter_cap: int = setting(
+        8, "the U-Net's filters stop doubling at this multiple of generator_filters (the tutorial's 8; 4 "
+        "narrows the blocks nearest the bottleneck, a third of the weights)", minimum=1)
     critic_filters: int = setting(64, "filters of the critic's first block; doubles per block", minimum=1)
     dropout: float = setting(0.5, "dropout rate of the U-Net's first three up blocks", minimum=0.0, below=1.0)
     generator: str = setting(

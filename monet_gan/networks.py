@@ -113,13 +113,14 @@ def any_size_copy(generator: keras.Model, config: Config) -> keras.Model:
 def build_unet_generator(config: Config, name: str = "generator", any_size: bool = False) -> keras.Model:
     """U-Net generator mapping [-1, 1] images of `config.image_size` to the same shape.
 
-    Down blocks halve the resolution to 1x1 with filters F, 2F, 4F, 8F, 8F, ...; up
+    Down blocks halve the resolution to 1x1 with filters F, 2F, 4F, 8F, 8F, ... (doubling up
+    to `config.generator_filter_cap` times F, the tutorial's 8); up
     blocks mirror them and concatenate the matching down block's output (the skip);
     the first three up blocks apply dropout; a last transposed conv and tanh give RGB.
     """
     size = config.image_size
     width = config.generator_filters
-    down_filters = [width * min(2**i, 8) for i in range(generator_depth(size))]
+    down_filters = [width * min(2**i, config.generator_filter_cap) for i in range(generator_depth(size))]
     conv, conv_transpose = conv_layers(config)
 
     photos = keras.Input((None, None, 3) if any_size else (size, size, 3), name="images")

@@ -44,6 +44,14 @@ def test_width_is_configurable():
     assert 3.5 < wide.count_params() / narrow.count_params() < 4.1  # params grow ~ width^2
 
 
+def test_filter_cap_stops_the_doubling_of_the_u_nets_filters():
+    config = config_lib.tiny().replace(image_size=64, generator_filters=4)
+    capped = networks.build_generator(config.replace(generator_filter_cap=4))
+    down_filters = [capped.get_layer(f"down{i}_conv").filters for i in range(networks.generator_depth(64))]
+    assert down_filters == [4, 8, 16, 16, 16, 16]
+    assert capped.output_shape == networks.build_generator(config).output_shape
+
+
 def test_resize_upsampling_replaces_each_transposed_conv_with_an_upsampling_and_a_3x3_conv():
     config = config_lib.tiny().replace(image_size=64, generator_filters=4)
     transposed = networks.build_generator(config)
