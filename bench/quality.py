@@ -65,6 +65,8 @@ DATA = HERE.parent.parent / "shared" / "data" / "gan-getting-started"
 VALIDATION = HERE.parent.parent / "shared" / "data" / "monet_validation"
 HELD_OUT_EVERY = 5  # every fifth Monet painting by name: 60 of 300 (with --validation none)
 
+# The `laptop` preset in bfloat16, the base of the screens of 2026-12-06 and after
+BFLOAT16_LAPTOP = {"augment": True, "generator_average": 0.999, "identity_weight": 0.0, "precision": "mixed_bfloat16"}
 VARIANTS = {
     "tutorial": {"augment": False},
     "augment": {"augment": True},
@@ -130,26 +132,21 @@ VARIANTS = {
     # The `laptop` preset in bfloat16 (Keras' mixed_bfloat16 policy): on a CPU with AVX512_BF16 its
     # step is 0.80 times float32's at 128 px, and 4800 steps (the preset's 3900 in time) scored 102.71
     # on three seeds against its 104.53 (bench/QUALITY.md): what `laptop` now does on such CPUs
-    "average_identity0_bf16": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
-                               "precision": "mixed_bfloat16"},
+    "average_identity0_bf16": BFLOAT16_LAPTOP,
     # Screens on top of the bf16 preset (2026-12-06): no dropout in the U-Net's up blocks (the
     # CycleGAN paper's generators have none): 103.05 on three seeds of 4800 steps against its
     # 102.71, a tie; the paper's ResNet generator (6 blocks at 128 px): 2.03 times its step, not screened
-    "average_identity0_bf16_dropout0": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
-                                        "precision": "mixed_bfloat16", "dropout": 0.0},
-    "average_identity0_bf16_resnet": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
-                                      "precision": "mixed_bfloat16", "generator": "resnet"},
+    "average_identity0_bf16_dropout0": {**BFLOAT16_LAPTOP, "dropout": 0.0},
+    "average_identity0_bf16_resnet": {**BFLOAT16_LAPTOP, "generator": "resnet"},
     # The bf16 preset with the U-Net's filters capped at 4x its width (generator_filter_cap): 13.5M
     # weights instead of 41.8M at width 64, 128 px, 0.58 times the step; 99.69 on three seeds of 4800
     # steps (the bf16 preset: 102.71), 103.22 when continued to 7200 (less time): a tie at equal time
-    "average_identity0_bf16_cap4": {"augment": True, "generator_average": 0.999, "identity_weight": 0.0,
-                                    "precision": "mixed_bfloat16", "generator_filter_cap": 4},
+    "average_identity0_bf16_cap4": {**BFLOAT16_LAPTOP, "generator_filter_cap": 4},
     # The bf16 preset at batch 4 (2026-12-07): 0.960 s a step against its 0.421 alone, 0.57 times the
     # time per image; its average over 500 steps (0.998), 2000 images, as 0.999 keeps 12% of the first
     # weights after the ~2100 steps the preset's time gives it. 99.78 on three seeds of 2100 steps
     # (the preset's 102.71 in the same time), within either's seed spread (5.90, 3.92): a lead
-    "average_identity0_bf16_batch4": {"augment": True, "generator_average": 0.998, "identity_weight": 0.0,
-                                      "precision": "mixed_bfloat16", "batch_size": 4},
+    "average_identity0_bf16_batch4": {**BFLOAT16_LAPTOP, "generator_average": 0.998, "batch_size": 4},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
