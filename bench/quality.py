@@ -67,6 +67,8 @@ HELD_OUT_EVERY = 5  # every fifth Monet painting by name: 60 of 300 (with --vali
 
 # The `laptop` preset in bfloat16, the base of the screens of 2026-12-06 and after
 BFLOAT16_LAPTOP = {"augment": True, "generator_average": 0.999, "identity_weight": 0.0, "precision": "mixed_bfloat16"}
+# ... at batch 4, averaged over about its last 500 steps (see "average_identity0_bf16_batch4")
+BFLOAT16_BATCH4 = {**BFLOAT16_LAPTOP, "generator_average": 0.998, "batch_size": 4}
 VARIANTS = {
     "tutorial": {"augment": False},
     "augment": {"augment": True},
@@ -146,12 +148,11 @@ VARIANTS = {
     # time per image; its average over 500 steps (0.998), 2000 images, as 0.999 keeps 12% of the first
     # weights after the ~2100 steps the preset's time gives it. 99.78 on three seeds of 2100 steps
     # (the preset's 102.71 in the same time), within either's seed spread (5.90, 3.92): a lead
-    "average_identity0_bf16_batch4": {**BFLOAT16_LAPTOP, "generator_average": 0.998, "batch_size": 4},
+    "average_identity0_bf16_batch4": BFLOAT16_BATCH4,
     # (Seeds 3 to 5, 2026-12-07: 100.95; 100.37 on all six, 2.34 below the preset, still a lead.)
     # Batch 4 with the capped U-Net: 0.752 s a step alone against batch 4's 1.002, so ~2930 steps
     # (39 epochs of 75) in the preset's time; 99.52 on three seeds (spread 9.62): level with batch 4
-    "average_identity0_bf16_batch4_cap4": {**BFLOAT16_LAPTOP, "generator_average": 0.998, "batch_size": 4,
-                                           "generator_filter_cap": 4},
+    "average_identity0_bf16_batch4_cap4": {**BFLOAT16_BATCH4, "generator_filter_cap": 4},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
