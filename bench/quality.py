@@ -153,6 +153,10 @@ VARIANTS = {
     # Batch 4 with the capped U-Net: 0.752 s a step alone against batch 4's 1.002, so ~2930 steps
     # (39 epochs of 75) in the preset's time; 99.52 on three seeds (spread 9.62): level with batch 4
     "average_identity0_bf16_batch4_cap4": {**BFLOAT16_BATCH4, "generator_filter_cap": 4},
+    # Batch 4 choosing its checkpoint by FID, as the `kaggle` preset does: every 4 epochs (300
+    # steps) 300 photos painted and scored against the 300 training paintings, the best kept; the
+    # run writes the `_best` row (that checkpoint) beside its last one, so the two compare seed by seed
+    "average_identity0_bf16_batch4_fid4": {**BFLOAT16_BATCH4, "fid_every": 4},
     "combo": {"augment": True, "diffaugment": "color,translation,cutout", "adversarial_loss": "lsgan",
               "history_size": 50, "lr_decay_start": 0.5},
     "laptop": None,  # the `laptop` preset as shipped: its changes are preset_changes("laptop")
@@ -266,7 +270,7 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
                 workdir: Path) -> None:
     """Trains one variant (called in a fresh process) and writes, into `results`, a zip of
     JPEG paintings per stage (and per export-only variant built on it) and a JSON of timings."""
-    from monet_gan import checkpoints, cyclegan, run_folder, train
+    from monet_gan import artifacts, checkpoints, cyclegan, run_folder, train
     from monet_gan.translation import export_generator
 
     if args.time_budget:  # epochs of the 300 paintings until the budget is spent; the last step scored
@@ -310,6 +314,13 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
         (results / f"{run_name(export_name, seed)}.json").write_text(json.dumps(
             {"variant": export_name, "seed": seed, **timing,
              "changes": changes if export_name == name else variant_changes(export_name)}))
+    best = run_dir / run_folder.BEST_CHECKPOINT_DIR / run_folder.BEST_SCORE_FILE
+    if config.fid_every and best.is_file():  # also the checkpoint images.zip paints: the best by FID
+        painter, size = export_generator(artifacts.load_generator(run_dir, config, "best"), config)
+        write_paintings(results / f"{run_name(name + '_best', seed)}-step0.zip", painter, photos, size)
+        (results / f"{run_name(name + '_best', seed)}.json").write_text(json.dumps(
+            {"variant": name + "_best", "seed": seed, **timing, "changes": {**changes, "checkpoint": "best"},
+             "best": json.loads(best.read_text())}))
 
 
 def in_subprocess(name: str, seed: int, args, train_dir, results: Path, workdir) -> None:
