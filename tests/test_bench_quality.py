@@ -1,7 +1,10 @@
 """bench/quality.py's promise about its runs: stopping the benchmark stops them, each saved at
-its step, and leaves no training process behind; a later command with --runs continues it."""
+its step, and leaves no training process behind; a later command with --runs continues it. A
+run that scores FID while training is painted from its best checkpoint too, as a row of its own."""
 
+import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import re
@@ -9,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -121,3 +125,25 @@ def test_a_benchmark_killed_outright_stops_its_run_through_the_kernel(tmp_path):
         assert (checkpoint_dir / f"{checkpoints.CHECKPOINT_PREFIX}-{newest}.index").is_file()
     finally:
         stop_everything(benchmark, runs)
+
+
+def test_a_run_that_scores_fid_also_paints_its_best_checkpoint_as_a_row_of_its_own(weights, tmp_path):
+    spec = importlib.util.spec_from_file_location("quality_bench", BENCHMARK)
+    quality = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(quality)
+    data, results, runs = tmp_path / "data", tmp_path / "results", tmp_path / "runs"
+    write_records(data / "monet_tfrec" / "monet00-4.tfrec", random_images(4, seed=1))
+    write_records(data / "photo_tfrec" / "photo00-6.tfrec", random_images(6, seed=2))
+    results.mkdir()
+    args = argparse.Namespace(time_budget=None, epochs=3, size=32, width=4, export_mode="full", data=data,
+                              photos=3, export_size=32, variant_names=["scored"])
+    quality.run_variant("scored", {"augment": False, "fid_every": 1, "fid_images": 3}, 0, args, data,
+                        results, runs)
+
+    row = json.loads((results / "scored_best-seed0.json").read_text())
+    kept = json.loads((runs / "scored-seed0" / run_folder.BEST_CHECKPOINT_DIR / run_folder.BEST_SCORE_FILE).read_text())
+    assert row["variant"] == "scored_best" and row["changes"]["checkpoint"] == "best" and row["best"] == kept
+    last, best = (zipfile.ZipFile(results / f"{name}-seed0-step0.zip") for name in ("scored", "scored_best"))
+    assert last.namelist() == best.namelist() == ["0000.jpg", "0001.jpg", "0002.jpg"]
+    same = all(last.read(n) == best.read(n) for n in last.namelist())
+    assert same == (kept["epoch"] == 3)  # the same paintings exactly when the best is the last epoch

