@@ -319,9 +319,10 @@ def run_variant(name: str, changes: dict, seed: int, args, train_dir: Path, resu
     best = run_dir / run_folder.BEST_CHECKPOINT_DIR / run_folder.BEST_SCORE_FILE
     if config.fid_every and best.is_file():  # also the checkpoint images.zip paints: the best by FID
         painter, size = export_generator(artifacts.load_generator(run_dir, config, "best"), config)
-        write_paintings(results / f"{run_name(name + '_best', seed)}-step0.zip", painter, photos, size)
-        (results / f"{run_name(name + '_best', seed)}.json").write_text(json.dumps(
-            {"variant": name + "_best", "seed": seed, **timing, "changes": {**changes, "checkpoint": "best"},
+        best_run = run_name(f"{name}_best", seed)
+        write_paintings(results / f"{best_run}-step0.zip", painter, photos, size)
+        (results / f"{best_run}.json").write_text(json.dumps(
+            {"variant": f"{name}_best", "seed": seed, **timing, "changes": {**changes, "checkpoint": "best"},
              "best": json.loads(best.read_text())}))
 
 
